@@ -1,0 +1,45 @@
+#!/bin/sh
+# Installs every build, test and demo dependency from Debian packages.
+# Idempotent: when everything is present it only checks and returns.
+# Usage: scripts/deps.sh            (build + test + demo)
+#        scripts/deps.sh --runtime  (only the libraries the binary needs)
+set -eu
+
+BUILD_PKGS="ca-certificates build-essential cmake pkg-config git \
+libcurl4-openssl-dev librdkafka-dev libcjson-dev libconfig-dev libssl-dev \
+libmicrohttpd-dev libjsmn-dev"
+TEST_PKGS="python3 openssl kcat valgrind clang curl procps"
+RUNTIME_PKGS="ca-certificates libcurl4 librdkafka1 libcjson1 libconfig9 \
+libssl3 libmicrohttpd12"
+
+if [ "${1:-}" = "--runtime" ]; then
+    PKGS="$RUNTIME_PKGS"
+else
+    PKGS="$BUILD_PKGS $TEST_PKGS"
+fi
+
+missing=""
+for p in $PKGS; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed"; then
+        missing="$missing $p"
+    fi
+done
+
+# kubectl checks the test API server; Debian ships it as kubernetes-client.
+if [ "${1:-}" != "--runtime" ] && ! command -v kubectl >/dev/null 2>&1; then
+    missing="$missing kubernetes-client"
+fi
+
+if [ -z "$missing" ]; then
+    exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then
+    SUDO="sudo"
+fi
+echo "deps: installing$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
