@@ -12,6 +12,7 @@
 #define KWB_LOG_H
 
 #include <stdarg.h>
+#include <stddef.h>
 
 enum kwb_log_level {
     KWB_LOG_DEBUG = 0,
