@@ -96,7 +96,7 @@ void kwb_log_kvv(int level, const char *module, const char *const *kv,
 {
     char line[4096];
     char msg[2048];
-    char ts[40];
+    char ts[96];
     struct timespec now;
     struct tm tm;
     size_t pos = 0;
