@@ -11,6 +11,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,9 @@ struct kwb_http {
     struct MHD_Daemon *daemon;
     struct kwb_metrics *metrics;
     int port;
+    /* 0 while kwb_http_start runs: its failures reach the caller through
+     * errbuf, so MHD's own messages about them are only debug. */
+    atomic_int started;
 };
 
 int kwb_http_parse_address(const char *address, char *host, size_t hostsize,
@@ -157,11 +161,12 @@ static int bind_errno(const struct sockaddr_storage *ss, socklen_t sslen)
 __attribute__((format(printf, 2, 0))) static void
 mhd_log(void *cls, const char *fmt, va_list ap)
 {
+    struct kwb_http *h = cls;
+    int level = atomic_load(&h->started) ? KWB_LOG_WARN : KWB_LOG_DEBUG;
     char msg[512];
     size_t n;
 
-    (void)cls;
-    if (!kwb_log_enabled(KWB_LOG_WARN)) {
+    if (!kwb_log_enabled(level)) {
         return;
     }
     if (vsnprintf(msg, sizeof(msg), fmt, ap) < 0) {
@@ -171,7 +176,7 @@ mhd_log(void *cls, const char *fmt, va_list ap)
     while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r')) {
         msg[--n] = '\0';
     }
-    kwb_log_kv(KWB_LOG_WARN, "http", NULL, "%s", msg);
+    kwb_log_kv(level, "http", NULL, "%s", msg);
 }
 
 static enum MHD_Result reply(struct MHD_Connection *conn, unsigned int status,
@@ -285,9 +290,10 @@ struct kwb_http *kwb_http_start(const char *address, struct kwb_metrics *m,
         goto fail;
     }
     h->metrics = m;
+    atomic_init(&h->started, 0);
     h->daemon = MHD_start_daemon(
         flags, (uint16_t)port, NULL, NULL, answer, h,
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_SOCK_ADDR,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h, MHD_OPTION_SOCK_ADDR,
         (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)10,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned int)64, MHD_OPTION_END);
     if (!h->daemon) {
@@ -304,6 +310,7 @@ struct kwb_http *kwb_http_start(const char *address, struct kwb_metrics *m,
                  "metrics_address \"%s\": cannot find the bound port", address);
         goto fail;
     }
+    atomic_store(&h->started, 1);
     if (kwb_log_enabled(KWB_LOG_INFO)) {
         char portstr[8];
         const char *kv[] = {"address", address, "port", portstr, NULL};
