@@ -770,6 +770,47 @@ static void test_dump(void)
     kwb_config_free(&cfg);
 }
 
+/*
+ * Every conf/ example loads, and its sinks accept their groups. A sink
+ * type not registered yet must be reported as such, at its line.
+ * The working directory is tests/unit (CMake).
+ */
+static void test_examples(void)
+{
+    static const char *const names[] = {"kube-watch-bridge.conf",
+                                        "in-cluster.conf", "kafka.conf",
+                                        "webhook.conf"};
+    static const char *const needs[] = {"file", "file", "kafka", "webhook"};
+
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        struct kwb_config cfg;
+        char path[128];
+        char err[1024];
+        int rc;
+
+        snprintf(path, sizeof(path), "../../conf/%s", names[i]);
+        rc = kwb_config_load(&cfg, path, err, sizeof(err));
+        if (!kwb_sink_find(needs[i])) {
+            char want[128];
+
+            snprintf(want, sizeof(want), "unknown sink type '%s'", needs[i]);
+            CHECK_EQ_INT(rc, -1);
+            CHECK(strstr(err, want) != NULL);
+            continue;
+        }
+        CHECK_EQ_INT(rc, 0);
+        if (rc != 0) {
+            fprintf(stderr, "%s\n", err);
+            continue;
+        }
+        CHECK_EQ_INT(kwb_config_check_sinks(&cfg, err, sizeof(err)), 0);
+        if (err[0]) {
+            fprintf(stderr, "%s\n", err);
+        }
+        kwb_config_free(&cfg);
+    }
+}
+
 int main(void)
 {
     const char *base = getenv("TMPDIR");
@@ -790,6 +831,7 @@ int main(void)
     test_include();
     test_io_errors();
     test_dump();
+    test_examples();
 
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0) {
