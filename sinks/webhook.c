@@ -891,17 +891,32 @@ static void excerpt(const struct webhook *w, char *out, size_t outsize)
     out[j] = '\0';
 }
 
-static int is_tls_error(CURLcode cc)
+/* TLS failures are logged as errors: they rarely heal by themselves. A
+ * rejected client certificate shows up (TLS 1.3) as a read error with an
+ * OpenSSL message. */
+static int is_tls_error(const struct webhook *w, CURLcode cc)
 {
-    return cc == CURLE_SSL_CONNECT_ERROR ||
-           cc == CURLE_PEER_FAILED_VERIFICATION ||
-           cc == CURLE_SSL_CERTPROBLEM || cc == CURLE_SSL_CIPHER ||
-           cc == CURLE_SSL_CACERT_BADFILE || cc == CURLE_SSL_ENGINE_NOTFOUND ||
-           cc == CURLE_SSL_ENGINE_SETFAILED || cc == CURLE_SSL_CRL_BADFILE ||
-           cc == CURLE_SSL_ISSUER_ERROR ||
-           cc == CURLE_SSL_PINNEDPUBKEYNOTMATCH ||
-           cc == CURLE_SSL_INVALIDCERTSTATUS ||
-           cc == CURLE_SSL_SHUTDOWN_FAILED || cc == CURLE_SSL_CLIENTCERT;
+    switch (cc) {
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_ENGINE_NOTFOUND:
+    case CURLE_SSL_ENGINE_SETFAILED:
+    case CURLE_SSL_CRL_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_SSL_INVALIDCERTSTATUS:
+    case CURLE_SSL_SHUTDOWN_FAILED:
+    case CURLE_SSL_CLIENTCERT:
+        return 1;
+    case CURLE_RECV_ERROR:
+    case CURLE_SEND_ERROR:
+        return w->conf.https && strstr(w->curl_err, "SSL") != NULL;
+    default:
+        return 0;
+    }
 }
 
 /* The attempt in flight ended with `cc`. Returns the acks reported. */
@@ -916,10 +931,10 @@ static int finish_attempt(struct webhook *w, CURLcode cc, int64_t now)
     w->hdrs = NULL;
     if (cc != CURLE_OK) {
         schedule_retry(w, now);
-        WLOG(w, is_tls_error(cc) ? 3 : 2,
+        WLOG(w, is_tls_error(w, cc) ? 3 : 2,
              "%s to %s failed (batch %llu, %zu events, attempt %u): %s; "
              "retrying in %lld ms",
-             is_tls_error(cc) ? "TLS connection" : "POST", w->conf.host,
+             is_tls_error(w, cc) ? "TLS connection" : "POST", w->conf.host,
              (unsigned long long)w->batch_seq, w->cur.n, w->attempt,
              w->curl_err[0] ? w->curl_err : curl_easy_strerror(cc),
              (long long)(w->retry_at_ms - now));

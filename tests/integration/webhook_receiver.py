@@ -22,7 +22,8 @@ Behaviour per POST request, in this order:
   * otherwise the next script entry, if any, is consumed: a dict with
     "status" (int), optional "delay" (seconds to sleep before answering,
     to cause client timeouts), "retry_after" (header value, str) and
-    "body" (str); without entries `default_status` (200) is answered.
+    "body" (str), or "drop": true to close the connection without an
+    answer; without entries `default_status` (200) is answered.
 Every request is recorded (time, method, path, headers, body, status
 answered, sig_ok, token_ok, peer port, client certificate CN) in memory,
 in the JSON-lines file `log_path` when given, and served as JSON by
@@ -186,6 +187,16 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         delay = float(entry.get("delay", 0))
         if delay > 0:
             time.sleep(delay)
+        if entry.get("drop"):
+            rec["status"] = None
+            rec["delay"] = delay
+            rx._record(rec)
+            self.close_connection = True
+            try:
+                self.request.shutdown(2)  # SHUT_RDWR: no answer at all
+            except OSError:
+                pass
+            return
         status = int(entry.get("status", 200))
         headers = {"Content-Type": "text/plain"}
         if entry.get("retry_after") is not None:
