@@ -21,6 +21,7 @@
 
 #include <limits.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #if defined(__SSE2__)
@@ -691,6 +692,8 @@ struct target {
     struct kwb_jevent *ev;
     struct kwb_jobj *obj;
     struct kwb_jlist *list;
+    const char *items_bad; /* last "items" is not an array of objects */
+    const char *items_bad_msg;
 };
 
 static struct kwb_jspan *string_dst(struct target *t, enum role role,
@@ -727,29 +730,21 @@ static struct kwb_jspan *string_dst(struct target *t, enum role role,
 static const char *scan_members(struct scan *s, const char *p, unsigned depth,
                                 enum role role, struct target *t);
 
-/* Integer token [-]digits that fits an int, else 0. */
+/* Value of the number token [p, q) when it is integral and fits an int
+ * ("410", "4.1e2"), else 0. Cold path: only Status objects have "code". */
 static int parse_code(const char *p, const char *q)
 {
-    int neg = 0;
-    long long v = 0;
+    char buf[64];
+    size_t n = (size_t)(q - p);
+    double v;
 
-    if (p < q && *p == '-') {
-        neg = 1;
-        p++;
-    }
-    if (q - p > 10) {
+    if (n >= sizeof(buf)) {
         return 0;
     }
-    for (; p < q; p++) {
-        if (!is_digit(*p)) {
-            return 0;
-        }
-        v = v * 10 + (*p - '0');
-    }
-    if (neg) {
-        v = -v;
-    }
-    if (v < INT_MIN || v > INT_MAX) {
+    memcpy(buf, p, n);
+    buf[n] = '\0';
+    v = strtod(buf, NULL);
+    if (!(v >= INT_MIN && v <= INT_MAX) || v != (double)(int)v) {
         return 0;
     }
     return (int)v;
@@ -792,18 +787,22 @@ static void finish_list(struct kwb_jlist *list)
 }
 
 /* "items": an array whose elements are all objects; null counts as
- * absent. */
+ * absent. Anything else is an error unless a later "items" replaces it
+ * (last wins), so it is only marked here. */
 static const char *scan_items(struct scan *s, const char *p, unsigned depth,
-                              struct kwb_jlist *list)
+                              struct target *t)
 {
     const char *start = p;
+    const char *q;
 
-    clear_span(&list->items);
+    clear_span(&t->list->items);
+    t->items_bad = NULL;
     if (*p != '[') {
-        if (*p == 'n') {
-            return scan_literal(s, p);
+        if (*p != 'n') {
+            t->items_bad = p;
+            t->items_bad_msg = "\"items\" is not an array";
         }
-        return fail(s, p, "\"items\" is not an array");
+        return skip_value(s, p, depth);
     }
     if (depth >= KWB_JSCAN_MAX_DEPTH) {
         return fail(s, p, "nesting too deep");
@@ -815,14 +814,15 @@ static const char *scan_items(struct scan *s, const char *p, unsigned depth,
         goto out;
     }
     for (;;) {
-        if (p >= s->end || *p != '{') {
-            return fail(s, p, "list item is not an object");
+        if (p < s->end && *p != '{' && !t->items_bad) {
+            t->items_bad = p;
+            t->items_bad_msg = "list item is not an object";
         }
-        p = skip_value(s, p, depth);
-        if (!p) {
+        q = skip_value(s, p, depth);
+        if (!q) {
             return NULL;
         }
-        p = skip_ws(p, s->end);
+        p = skip_ws(q, s->end);
         if (p < s->end && *p == ',') {
             p = skip_ws(p + 1, s->end);
             continue;
@@ -834,8 +834,10 @@ static const char *scan_items(struct scan *s, const char *p, unsigned depth,
         return fail(s, p, "expected ',' or ']'");
     }
 out:
-    list->items.p = start;
-    list->items.len = (size_t)(p - start);
+    if (!t->items_bad) {
+        t->list->items.p = start;
+        t->list->items.len = (size_t)(p - start);
+    }
     return p;
 }
 
@@ -856,7 +858,7 @@ static const char *scan_field(struct scan *s, const char *p, unsigned depth,
             return skip_value(s, p, depth);
         }
         {
-            struct target sub = {t->ev, &t->ev->object, NULL};
+            struct target sub = {t->ev, &t->ev->object, NULL, NULL, NULL};
 
             q = scan_members(s, p, depth, ROLE_OBJECT, &sub);
             if (q) {
@@ -916,7 +918,7 @@ static const char *scan_field(struct scan *s, const char *p, unsigned depth,
         }
         return q;
     case F_ITEMS:
-        return scan_items(s, p, depth, t->list);
+        return scan_items(s, p, depth, t);
     default:
         break;
     }
@@ -1020,7 +1022,7 @@ int kwb_jscan_event(const char *line, size_t len, struct kwb_jevent *ev,
                     struct kwb_jerr *err)
 {
     struct scan s = {line, line + len, err};
-    struct target t = {ev, NULL, NULL};
+    struct target t = {ev, NULL, NULL, NULL, NULL};
     const char *start;
 
     memset(ev, 0, sizeof(*ev));
@@ -1042,7 +1044,7 @@ int kwb_jscan_object(const char *p, size_t len, struct kwb_jobj *obj,
                      struct kwb_jerr *err)
 {
     struct scan s = {p, p + len, err};
-    struct target t = {NULL, obj, NULL};
+    struct target t = {NULL, obj, NULL, NULL, NULL};
     const char *start, *q;
 
     memset(obj, 0, sizeof(*obj));
@@ -1060,11 +1062,15 @@ int kwb_jscan_list(const char *buf, size_t len, struct kwb_jlist *list,
                    struct kwb_jerr *err)
 {
     struct scan s = {buf, buf + len, err};
-    struct target t = {NULL, NULL, list};
+    struct target t = {NULL, NULL, list, NULL, NULL};
     const char *start;
 
     memset(list, 0, sizeof(*list));
     if (!scan_top(&s, ROLE_LIST, &t, &start)) {
+        return -1;
+    }
+    if (t.items_bad) {
+        fail(&s, t.items_bad, t.items_bad_msg);
         return -1;
     }
     finish_list(list);
@@ -1076,7 +1082,7 @@ int kwb_jscan_list_next(struct kwb_jlist *list, struct kwb_jobj *obj,
                         struct kwb_jerr *err)
 {
     struct scan s;
-    struct target t = {NULL, obj, NULL};
+    struct target t = {NULL, obj, NULL, NULL, NULL};
     const char *p, *q;
 
     if (!list->cursor || !list->items.p) {

@@ -35,14 +35,14 @@ struct kwb_jspan {
 
 /* Fields of one Kubernetes object (list item or watch event object). */
 struct kwb_jobj {
-    struct kwb_jspan obj; /* the whole object, '{' .. '}' */
-    struct kwb_jspan kind, api_version;  /* top-level strings */
+    struct kwb_jspan obj;               /* the whole object, '{' .. '}' */
+    struct kwb_jspan kind, api_version; /* top-level strings */
     struct kwb_jspan uid, name, namespace_, resource_version; /* metadata */
     /* BOOKMARK: metadata.annotations["k8s.io/initial-events-end"]=="true" */
     int initial_events_end;
-    /* Status objects (kind "Status"): code (0 when absent, not an integer
-     * or out of int range), reason and message. Cleared for any other
-     * kind (a core/v1 Event has top-level reason/message too). */
+    /* Status objects (kind "Status"): code (0 when absent, not a number
+     * with an integral value, or out of int range), reason and message. Cleared
+     * for any other kind (a core/v1 Event has top-level reason/message too). */
     int status_code;
     struct kwb_jspan reason, message;
 };
@@ -110,8 +110,7 @@ int kwb_jscan_list_next(struct kwb_jlist *list, struct kwb_jobj *obj,
  * the unescaped length or -1 when it does not fit or is invalid. \u0000 is
  * rejected (our strings are C strings).
  */
-long kwb_jscan_unescape(const struct kwb_jspan *s, char *out,
-                        size_t outsize);
+long kwb_jscan_unescape(const struct kwb_jspan *s, char *out, size_t outsize);
 
 /* 1 when span equals the NUL-terminated literal, comparing after
  * unescaping when the span has escapes; 0 for an absent span. */

@@ -9,6 +9,7 @@
 
 #include <stdio.h>
 
+/* clang-format off */
 /* Pod number i into buf; returns the length, or -1 when it does not fit. */
 static inline int sample_pod(char *buf, size_t size, unsigned i)
 {
@@ -85,6 +86,7 @@ static inline int sample_pod(char *buf, size_t size, unsigned i)
         i % 10, i * 104729u);
     return n < 0 || (size_t)n >= size ? -1 : n;
 }
+/* clang-format on */
 
 /* {"type":"<type>","object":<pod i>}; returns the length or -1. */
 static inline int sample_pod_event(char *buf, size_t size, const char *type,
