@@ -1110,14 +1110,22 @@ fail:
 static int webhook_start(void *sink)
 {
     struct webhook *w = sink;
+    char err[512];
     CURL *e;
     int ok;
+    int rc;
 
     if (w->started) {
         return 0;
     }
     if (!w->ack) {
         return -EINVAL;
+    }
+    /* Files that did not exist at init must exist now. */
+    rc = kwb_webhook_conf_files(&w->conf, 0, err, sizeof(err));
+    if (rc < 0) {
+        WLOG(w, 3, "%s", err);
+        return rc;
     }
     w->multi = curl_multi_init();
     w->easy = curl_easy_init();

@@ -69,6 +69,19 @@ extern const char *const kwb_webhook_keys[];
 int kwb_webhook_conf_parse(struct kwb_webhook_conf *conf,
                            const struct config_setting_t *group, char *errbuf,
                            size_t errsize);
+/*
+ * The files the sink reads (ca_file, cert_file, key_file must be readable
+ * regular files; hmac_secret_file and bearer_token_file non-empty, the
+ * token without control characters), read into conf->hmac_secret unless
+ * already there. kwb_webhook_conf_parse calls it with missing_ok = 1: a
+ * file that does not exist yet passes, so that `--check` works where the
+ * secrets are not mounted (conf/ examples, CI), while an existing file
+ * that is unreadable, empty or not a regular file is an error at once.
+ * start() calls it with missing_ok = 0. 0 or negative errno with errbuf
+ * naming the key and the path.
+ */
+int kwb_webhook_conf_files(struct kwb_webhook_conf *conf, int missing_ok,
+                           char *errbuf, size_t errsize);
 /* NULL-safe; wipes the secret. */
 void kwb_webhook_conf_free(struct kwb_webhook_conf *conf);
 

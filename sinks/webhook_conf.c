@@ -118,14 +118,18 @@ static int get_bool(const config_setting_t *group, const char *key, int def,
     return 0;
 }
 
-/* A file the sink will open later: it must be a readable regular file. */
-static int check_file(const char *key, const char *path, char *errbuf,
-                      size_t errsize)
+/* A file the sink will open later: it must be a readable regular file.
+ * With missing_ok a file that does not exist passes (see webhook.h). */
+static int check_file(const char *key, const char *path, int missing_ok,
+                      char *errbuf, size_t errsize)
 {
     struct stat st;
     int fd;
 
     fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT && missing_ok) {
+        return 0;
+    }
     if (fd < 0 || fstat(fd, &st) != 0) {
         int err = errno;
 
@@ -206,12 +210,16 @@ out:
     return rc;
 }
 
-static int read_secret_key(const char *key, const char *path,
+/* With missing_ok a file that does not exist leaves *out NULL. */
+static int read_secret_key(const char *key, const char *path, int missing_ok,
                            unsigned char **out, size_t *outlen, char *errbuf,
                            size_t errsize)
 {
     int rc = kwb_webhook_read_secret(path, out, outlen);
 
+    if (rc == -ENOENT && missing_ok) {
+        return 0;
+    }
     if (rc == -EFBIG) {
         snprintf(errbuf, errsize, "webhook: %s: %s is larger than %d bytes",
                  key, path, KWB_WEBHOOK_MAX_SECRET);
@@ -455,8 +463,6 @@ int kwb_webhook_conf_parse(struct kwb_webhook_conf *conf,
                            const config_setting_t *group, char *errbuf,
                            size_t errsize)
 {
-    unsigned char *token = NULL;
-    size_t token_len = 0;
     int rc;
 
     memset(conf, 0, sizeof(*conf));
@@ -529,31 +535,48 @@ int kwb_webhook_conf_parse(struct kwb_webhook_conf *conf,
         rc = -EINVAL;
         goto out;
     }
-    if ((conf->ca_file &&
-         (rc = check_file("ca_file", conf->ca_file, errbuf, errsize)) < 0) ||
-        (conf->cert_file && (rc = check_file("cert_file", conf->cert_file,
-                                             errbuf, errsize)) < 0) ||
+    rc = kwb_webhook_conf_files(conf, 1, errbuf, errsize);
+out:
+    if (rc < 0) {
+        kwb_webhook_conf_free(conf);
+    }
+    return rc;
+}
+
+int kwb_webhook_conf_files(struct kwb_webhook_conf *conf, int missing_ok,
+                           char *errbuf, size_t errsize)
+{
+    unsigned char *token = NULL;
+    size_t token_len = 0;
+    int rc = 0;
+
+    if ((conf->ca_file && (rc = check_file("ca_file", conf->ca_file, missing_ok,
+                                           errbuf, errsize)) < 0) ||
+        (conf->cert_file &&
+         (rc = check_file("cert_file", conf->cert_file, missing_ok, errbuf,
+                          errsize)) < 0) ||
         (conf->key_file &&
-         (rc = check_file("key_file", conf->key_file, errbuf, errsize)) < 0)) {
+         (rc = check_file("key_file", conf->key_file, missing_ok, errbuf,
+                          errsize)) < 0)) {
         goto out;
     }
-    if (conf->hmac_secret_file) {
+    if (conf->hmac_secret_file && !conf->hmac_secret) {
         rc = read_secret_key("hmac_secret_file", conf->hmac_secret_file,
-                             &conf->hmac_secret, &conf->hmac_secret_len, errbuf,
-                             errsize);
+                             missing_ok, &conf->hmac_secret,
+                             &conf->hmac_secret_len, errbuf, errsize);
         if (rc < 0) {
             goto out;
         }
     }
     if (conf->bearer_token_file) {
-        /* Read once to validate; webhook.c re-reads it when it changes. */
+        /* Read to validate; webhook.c re-reads it when it changes. */
         rc = read_secret_key("bearer_token_file", conf->bearer_token_file,
-                             &token, &token_len, errbuf, errsize);
+                             missing_ok, &token, &token_len, errbuf, errsize);
         if (rc < 0) {
             goto out;
         }
-        if (!header_value_ok((const char *)token) ||
-            strlen((const char *)token) != token_len) {
+        if (token && (!header_value_ok((const char *)token) ||
+                      strlen((const char *)token) != token_len)) {
             snprintf(errbuf, errsize,
                      "webhook: bearer_token_file: %s contains control "
                      "characters",
@@ -567,9 +590,6 @@ out:
     if (token) {
         OPENSSL_cleanse(token, token_len);
         free(token);
-    }
-    if (rc < 0) {
-        kwb_webhook_conf_free(conf);
     }
     return rc;
 }

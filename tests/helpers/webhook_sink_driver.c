@@ -376,8 +376,9 @@ int main(int argc, char **argv)
         rc = 0;
         goto out;
     }
-    if (d->ops->start(d->sink) != 0) {
-        printf("start error\n");
+    rc = d->ops->start(d->sink);
+    if (rc != 0) {
+        printf("start error: %s\n", strerror(-rc));
         rc = 1;
         goto out;
     }

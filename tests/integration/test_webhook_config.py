@@ -51,20 +51,38 @@ class TestWebhookConfig(WebhookTest):
         self.assert_error("url: not a valid URL", url="127.0.0.1/ingest")
         self.assert_error("url must be a string", url=5)
 
-    def test_files(self):
+    def test_missing_files_fail_at_start(self):
+        # --check passes where secrets are not mounted (conf/ examples,
+        # CI); start() then names the key and the path.
         missing = os.path.join(self.tmp, "missing")
         for key in ("hmac_secret_file", "bearer_token_file", "ca_file",
-                    "cert_file"):
-            msg = self.assert_error(key, url="https://127.0.0.1/",
-                                    **{key: missing})
-            self.assertIn(missing, msg)
-            self.assertIn("No such file", msg)
+                    "cert_file", "key_file"):
+            keys = {"url": "https://127.0.0.1:1/", key: missing}
+            if key == "key_file":
+                keys["cert_file"] = self.certs["client_cert"]
+            res = self.check(**keys)
+            self.assertEqual(res.rc, 0, str(res))
+            res = run_driver(sink_config(**keys), ["submit 1"])
+            self.assertEqual(res.rc, 1, str(res))
+            self.assertIn("start error: No such file or directory", res.lines)
+            errs = [l["msg"] for l in res.logs() if l["level"] == "error"]
+            self.assertTrue(any(key in m and missing in m
+                                and "No such file" in m for m in errs),
+                            str(res))
+
+    def test_files(self):
+        unreadable = self.write("unreadable", b"x\n", mode=0o000)
+        if not os.access(unreadable, os.R_OK):  # not when run as root
+            self.assert_error("hmac_secret_file", url="http://127.0.0.1/",
+                              hmac_secret_file=unreadable)
         msg = self.assert_error("ca_file", url="https://127.0.0.1/",
                                 ca_file=self.tmp)
         self.assertIn("not a regular file", msg)
-        self.assert_error("key_file", url="https://127.0.0.1/",
-                          cert_file=self.certs["client_cert"],
-                          key_file=missing)
+        self.assert_error("bearer_token_file", url="http://127.0.0.1/",
+                          bearer_token_file=self.tmp)
+        ctl = self.write("ctl-token", b"abc\x01def\n")
+        self.assert_error("bearer_token_file", url="http://127.0.0.1/",
+                          bearer_token_file=ctl)
         self.assert_error("key_file needs cert_file",
                           url="https://127.0.0.1/",
                           key_file=self.certs["client_key"])
