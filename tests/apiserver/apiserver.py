@@ -12,6 +12,7 @@ Start: python3 apiserver.py --port 0 --port-file FILE
 import argparse
 import base64
 import bisect
+import gc
 import json
 import os
 import random
@@ -546,9 +547,7 @@ def make_pod(name, namespace="default", labels=None, size=3000, node=None,
                          ".": {}, "f:app": {}, "f:pod-template-hash": {}},
                      "f:ownerReferences": {".": {}, 'k:{"uid":"x"}': {}}},
                      "f:spec": {"f:containers": {'k:{"name":"app"}': {
-                         ".": {}, "f:image": {}, "f:imagePullPolicy": {},
-                         "f:name": {}, "f:ports": {}, "f:resources": {}}},
-                         "f:dnsPolicy": {}, "f:restartPolicy": {}}}},
+                         ".": {}, "f:image": {}, "f:name": {}}}}}},
                 {"manager": "kubelet", "operation": "Update",
                  "apiVersion": "v1", "time": ts, "fieldsType": "FieldsV1",
                  "subresource": "status",
@@ -562,9 +561,7 @@ def make_pod(name, namespace="default", labels=None, size=3000, node=None,
                 % (app, seq % 10),
                 "ports": [{"containerPort": 8080, "protocol": "TCP",
                            "name": "http"}],
-                "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {
-                    "apiVersion": "v1", "fieldPath": "metadata.name"}}},
-                    {"name": "LOG_LEVEL", "value": "info"}],
+                "env": [{"name": "LOG_LEVEL", "value": "info"}],
                 "resources": {"limits": {"cpu": "500m", "memory": "256Mi"},
                               "requests": {"cpu": "100m",
                                            "memory": "128Mi"}},
@@ -581,26 +578,19 @@ def make_pod(name, namespace="default", labels=None, size=3000, node=None,
             "securityContext": {}, "schedulerName": "default-scheduler",
             "tolerations": [
                 {"key": "node.kubernetes.io/not-ready", "operator": "Exists",
-                 "effect": "NoExecute", "tolerationSeconds": 300},
-                {"key": "node.kubernetes.io/unreachable",
-                 "operator": "Exists", "effect": "NoExecute",
-                 "tolerationSeconds": 300}],
-            "priority": 0, "enableServiceLinks": True,
-            "preemptionPolicy": "PreemptLowerPriority",
+                 "effect": "NoExecute", "tolerationSeconds": 300}],
+            "priority": 0,
             "volumes": [{"name": "kube-api-access", "projected": {
                 "defaultMode": 420, "sources": [
                     {"serviceAccountToken": {"expirationSeconds": 3607,
-                                             "path": "token"}},
-                    {"configMap": {"name": "kube-root-ca.crt", "items": [
-                        {"key": "ca.crt", "path": "ca.crt"}]}}]}}],
+                                             "path": "token"}}]}}],
         },
         "status": {
             "phase": phase,
             "conditions": [
                 {"type": t, "status": "True", "lastProbeTime": None,
                  "lastTransitionTime": ts}
-                for t in ("PodReadyToStartContainers", "Initialized",
-                          "Ready", "ContainersReady", "PodScheduled")],
+                for t in ("Initialized", "Ready", "PodScheduled")],
             "hostIP": "192.168.1.%d" % (seq % 8 + 10),
             "hostIPs": [{"ip": "192.168.1.%d" % (seq % 8 + 10)}],
             "podIP": ip, "podIPs": [{"ip": ip}], "startTime": ts,
@@ -615,11 +605,18 @@ def make_pod(name, namespace="default", labels=None, size=3000, node=None,
             "qosClass": "Burstable",
         },
     }
-    cur = len(dumps(pod))
-    if cur < size:
-        pod["metadata"]["annotations"]["example.com/padding"] = \
-            "x" * (size - cur - 40) if size - cur > 40 else ""
+    if size:
+        cur = _base_size.get(len(name) + len(namespace))
+        if cur is None:
+            cur = len(dumps(pod))
+            _base_size[len(name) + len(namespace)] = cur
+        if size - cur > 40:
+            pod["metadata"]["annotations"]["example.com/padding"] = \
+                "x" * (size - cur - 40)
     return pod
+
+
+_base_size = {}
 
 
 # --------------------------------------------------------------------------
@@ -655,6 +652,13 @@ class Event:
         self.rec = rec    # state after (DELETED: last state, new rv)
         self.prev = prev  # state before (None for ADDED)
         self.ns = rec.ns
+
+
+def _meta_copy(obj):
+    """A copy sharing everything but metadata (stored dicts are immutable)."""
+    out = dict(obj)
+    out["metadata"] = dict(obj["metadata"])
+    return out
 
 
 def skey_of(res, ns, name):
@@ -910,8 +914,8 @@ class Store:
                     for k in [k for k, v in self.data[r.key].items()
                               if v.ns == name]:
                         o = self.data[r.key][k]
-                        self._commit(r, "DELETED", json.loads(o.item), o)
-            rec = self._commit(res, "DELETED", json.loads(old.item), old)
+                        self._commit(r, "DELETED", _meta_copy(o.obj), o)
+            rec = self._commit(res, "DELETED", _meta_copy(old.obj), old)
             self.cond.notify_all()
             return rec
 
@@ -2319,21 +2323,25 @@ def bulk(store, op, res, ns, count, prefix="bulk", size=3000, labels=None,
                     cur = store.data[res.key].get(old.skey)
                     if cur is None:
                         continue
-                    obj = json.loads(cur.item)
+                    # shallow copies: stored dicts are never mutated
+                    obj = dict(cur.obj)
+                    md = obj["metadata"] = dict(obj["metadata"])
                     if op == "delete":
                         rec = store._commit(res, "DELETED", obj, cur)
                     else:
-                        md = obj["metadata"]
-                        md.setdefault("annotations", {})[
-                            "example.com/modified"] = str(time.time())
-                        md.setdefault("labels", {})["rev"] = str(
+                        md["annotations"] = dict(md.get("annotations") or {})
+                        md["annotations"]["example.com/modified"] = \
+                            str(time.time())
+                        md["labels"] = dict(md.get("labels") or {})
+                        md["labels"]["rev"] = str(
                             int(md["labels"].get("rev", "0")) + 1)
-                        if res.key == "pods":
-                            cs = obj.get("status", {}).get(
-                                "containerStatuses") or []
-                            for c in cs:
-                                c["restartCount"] = c.get(
-                                    "restartCount", 0) + 1
+                        if res.key == "pods" and isinstance(
+                                obj.get("status"), dict):
+                            st = obj["status"] = dict(obj["status"])
+                            st["containerStatuses"] = [
+                                dict(c, restartCount=c.get(
+                                    "restartCount", 0) + 1)
+                                for c in st.get("containerStatuses") or []]
                         rec = store._commit(res, "MODIFIED", obj, cur)
                     first = first or rec.rv
                     names.append(rec.name)
@@ -2342,6 +2350,7 @@ def bulk(store, op, res, ns, count, prefix="bulk", size=3000, labels=None,
         raise bad_request("op must be create, modify or delete")
     with store.cond:
         last = store.rv
+    gc.freeze()   # stored objects are acyclic: keep them out of GC passes
     out = {"count": len(names), "firstResourceVersion": first,
            "lastResourceVersion": last,
            "seconds": round(time.monotonic() - t0, 3)}
@@ -2496,6 +2505,7 @@ def main(argv=None):
         tls_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         tls_ctx.load_cert_chain(args.tls_cert, args.tls_key)
         tls_ctx.set_alpn_protocols(["http/1.1"])
+    gc.set_threshold(100000, 50, 100)
     store = Store(args.history_size, args.initial_rv)
     store.auto_namespaces = not args.strict_namespaces
     srv = Server((args.host, args.port), Handler, tls_ctx, ":" in args.host)

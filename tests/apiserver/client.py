@@ -14,6 +14,7 @@ Python 3 standard library only. See README.md for every option and control
 call.
 """
 
+import gc
 import http.client
 import importlib.util
 import json
@@ -306,10 +307,15 @@ class ApiServer:
         """Parsed JSON body of a 2xx answer; raises ApiError otherwise."""
         status, hdrs, data = self.raw(method, path, body, query, token,
                                       content_type, headers, timeout)
+        gc_was = gc.isenabled()
+        gc.disable()      # big lists: avoid GC passes over fresh objects
         try:
             parsed = json.loads(data) if data else None
         except ValueError:
             parsed = data
+        finally:
+            if gc_was:
+                gc.enable()
         if status >= 300:
             raise ApiError(status, parsed, hdrs)
         return parsed
