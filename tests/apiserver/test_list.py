@@ -17,7 +17,7 @@ class ListTest(unittest.TestCase):
     def tearDownClass(cls):
         cls.api.stop()
 
-    def test_bulk_10k_and_paging(self):
+    def test_bulk_10k(self):
         api = self.api
         t0 = time.monotonic()
         out = api.bulk("create", 10000, namespace="big")
@@ -34,40 +34,55 @@ class ListTest(unittest.TestCase):
         size = len(api.raw("GET", api.path("pods", "big"),
                            query={"limit": 1})[2])
         self.assertGreater(size, 2500)
+        self.assertLess(size, 5000)
+        m = api.bulk("modify", 50, namespace="big")
+        self.assertEqual(m["count"], 50)
+        self.assertEqual(m["lastResourceVersion"] - m[
+            "firstResourceVersion"], 49)
+        d = api.bulk("delete", 10000, namespace="big")
+        self.assertEqual(d["count"], 10000)
+        self.assertEqual(api.list("pods", "big")["items"], [])
+
+    def test_paging_is_a_consistent_snapshot(self):
+        api = self.api
+        api.bulk("create", 1200, resource="configmaps", namespace="pg")
+        first = api.list("configmaps", "pg", limit=100)
+        self.assertEqual(len(first["items"]), 100)
+        self.assertEqual(first["metadata"]["remainingItemCount"], 1100)
         rv0 = first["metadata"]["resourceVersion"]
         # changes after the first page stay invisible to the continuation
         victim = first["items"][-1]["metadata"]["name"]
-        api.delete("pods", victim, namespace="big")
-        api.create("pods", make_pod("zzz-late", "big"), namespace="big")
+        late = "zzz-late"
+        api.delete("configmaps", victim, namespace="pg")
+        api.create("configmaps", {"metadata": {"name": late}},
+                   namespace="pg")
+        api.patch("configmaps", first["items"][0]["metadata"]["name"],
+                  {"data": {"changed": "yes"}}, namespace="pg")
+        later = api.list("configmaps", "pg", limit=5)["items"][-1]
+        api.delete("configmaps", later["metadata"]["name"], namespace="pg")
         items, pages = list(first["items"]), 1
         cont = first["metadata"]["continue"]
         while cont:
-            page = api.list("pods", "big", limit=500, **{"continue": cont})
+            page = api.list("configmaps", "pg", limit=100,
+                            **{"continue": cont})
             self.assertEqual(page["metadata"]["resourceVersion"], rv0)
             items += page["items"]
             pages += 1
             cont = page["metadata"].get("continue")
-        self.assertEqual(pages, 20)
+        self.assertEqual(pages, 12)
         names = [i["metadata"]["name"] for i in items]
-        self.assertEqual(len(set(names)), 10000)
-        self.assertNotIn("zzz-late", names)
+        self.assertEqual(len(set(names)), 1200)
+        self.assertNotIn(late, names)
+        self.assertIn(later["metadata"]["name"], names)
         self.assertEqual(names, sorted(names))
-        # a fresh list sees both changes
-        now, rv, _ = api.list_all("pods", "big", limit=3000)
+        # a fresh list sees the changes
+        now, rv, pages = api.list_all("configmaps", "pg", limit=500)
+        self.assertEqual(pages, 3)
         names = {i["metadata"]["name"] for i in now}
-        self.assertIn("zzz-late", names)
+        self.assertEqual(len(names), 1199)
+        self.assertIn(late, names)
         self.assertNotIn(victim, names)
         self.assertGreater(int(rv), int(rv0))
-        # resourceVersion=0 is served whole, limit ignored
-        whole = api.list("pods", "big", limit=10, resourceVersion="0")
-        self.assertEqual(len(whole["items"]), 10000)
-        self.assertNotIn("continue", whole["metadata"])
-        # bulk modify / delete
-        m = api.bulk("modify", 50, namespace="big")
-        self.assertEqual(m["count"], 50)
-        d = api.bulk("delete", 10000, namespace="big")
-        self.assertEqual(d["count"], 10000)
-        self.assertEqual(api.list("pods", "big")["items"], [])
 
     def test_page_cap(self):
         api = self.api
@@ -84,6 +99,10 @@ class ListTest(unittest.TestCase):
         finally:
             api.configure(page_cap=0)
         self.assertEqual(len(api.list("pods", "cap")["items"]), 25)
+        # resourceVersion=0 is served whole, limit ignored
+        whole = api.list("pods", "cap", limit=10, resourceVersion="0")
+        self.assertEqual(len(whole["items"]), 25)
+        self.assertNotIn("continue", whole["metadata"])
 
     def test_expired_continue(self):
         api = self.api
