@@ -1921,6 +1921,20 @@ class Handler(BaseHTTPRequestHandler):
         poller = select.poll()
         poller.register(sock.fileno(), select.POLLIN | select.POLLERR |
                         select.POLLHUP | getattr(select, "POLLRDHUP", 0))
+        # a stall holds back the initial events too
+        with store.cond:
+            while True:
+                now = time.monotonic()
+                if not (st.stall_until > now and (
+                        st.stall_keys is None or res.key in st.stall_keys)):
+                    break
+                if now >= deadline:
+                    sock.sendall(b"0\r\n\r\n")
+                    return
+                if poller.poll(0):
+                    raise CloseAbruptly()
+                store.cond.wait(min(0.2, st.stall_until - now,
+                                    deadline - now))
         # initial (synthetic ADDED) events
         buf = []
         for r in initial:

@@ -8,7 +8,8 @@ import tempfile
 import time
 import unittest
 
-from testlib import ApiServer, kubectl, require_kubectl, KUBECTL, make_pod
+from testlib import (ApiServer, kubectl, kubectl_env, require_kubectl,
+                     KUBECTL, make_pod)
 
 
 class KubectlTest(unittest.TestCase):
@@ -57,7 +58,8 @@ class KubectlTest(unittest.TestCase):
     def test_watch_json(self):
         p = subprocess.Popen([KUBECTL, "--kubeconfig", self.kc, "get",
                               "configmaps", "-w", "-o", "json"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             env=kubectl_env())
         try:
             # kubectl lists then watches from the list's resourceVersion
             self.assertTrue(self.api.wait_for(

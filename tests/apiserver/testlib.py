@@ -7,6 +7,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.parse
 
@@ -27,10 +28,24 @@ def require_kubectl():
         sys.exit(0)
 
 
+_CACHE = None
+
+
+def kubectl_env():
+    """Environment for kubectl: its discovery/HTTP cache in a private temp
+    dir (not ~/.kube), shared by the calls of one test process."""
+    global _CACHE
+    if _CACHE is None:
+        _CACHE = tempfile.TemporaryDirectory(prefix="kwb-kubecache-")
+    env = dict(os.environ)
+    env["KUBECACHEDIR"] = _CACHE.name
+    return env
+
+
 def kubectl(kubeconfig, *args, timeout=30, input=None, check=True):
     r = subprocess.run([KUBECTL, "--kubeconfig", kubeconfig] + list(args),
                        capture_output=True, text=True, timeout=timeout,
-                       input=input)
+                       input=input, env=kubectl_env())
     if check and r.returncode != 0:
         raise AssertionError("kubectl %s failed (%d): %s%s" % (
             " ".join(args), r.returncode, r.stdout, r.stderr))
