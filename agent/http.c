@@ -311,13 +311,6 @@ struct kwb_http *kwb_http_start(const char *address, struct kwb_metrics *m,
         goto fail;
     }
     atomic_store(&h->started, 1);
-    if (kwb_log_enabled(KWB_LOG_INFO)) {
-        char portstr[8];
-        const char *kv[] = {"address", address, "port", portstr, NULL};
-
-        snprintf(portstr, sizeof(portstr), "%d", h->port);
-        kwb_log_kv(KWB_LOG_INFO, "http", kv, "metrics endpoint listening");
-    }
     return h;
 
 fail:
