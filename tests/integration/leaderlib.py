@@ -20,7 +20,7 @@ BUILD = os.environ.get("KWB_BUILD_DIR", "build")
 SOURCE = os.environ.get("KWB_SOURCE_DIR",
                         os.path.join(os.path.dirname(__file__), "..", ".."))
 # Sanitizer and valgrind runs are slower: stretch every wait bound.
-MULT = float(os.environ.get("KWB_TIMEOUT_MULTIPLIER", "1"))
+MULT = float(os.environ.get("KWB_TEST_TIMEOUT_MULT", "1") or 1)
 
 LEASE_S, RENEW_S, RETRY_S = 3, 2, 1
 LEASE_NAME = "kwb-test"

@@ -2,8 +2,8 @@
 """Leader election under conflicts and failures (test API server faults).
 
 - A 409 on the create (someone else created it first) is retried.
-- 409s on renewal PUTs (lost optimistic-concurrency races) within the
-  renew deadline do not cost the lease.
+- A 409 on a renewal PUT (a lost optimistic-concurrency race) is retried
+  within the renew deadline and does not cost the lease.
 - Another writer takes the Lease: the leader sees a valid foreign holder
   at its next renewal and reports LOST (exit 3); the standby takes over
   once the intruder's lease expired, counting a transition.
@@ -41,17 +41,17 @@ def body(tmp, api, drivers):
             "leader after a 409 on create")
     L.check(fault_hits(api, f) == 1, "the create conflict was hit")
 
-    # Two 409s in a row on renewal: retried within the deadline.
+    # A 409 on renewal: retried within the deadline.
     rv = api.lease()["metadata"]["resourceVersion"]
     f = api.control("fail", code=409, method="PUT", path=L.LEASE_PATH,
-                    count=2, reason="Conflict")["fault"]
+                    count=1, reason="Conflict")["fault"]
     time.sleep(L.RENEW_S + L.RETRY_S * 2)
-    L.check(fault_hits(api, f) == 2, "both renewal conflicts were hit")
-    L.check(not a.has("LOST"), "two renewal 409s do not cost the lease")
+    L.check(fault_hits(api, f) == 1, "the renewal conflict was hit")
+    L.check(not a.has("LOST"), "a renewal 409 does not cost the lease")
     lease = api.lease()
     L.check(lease["metadata"]["resourceVersion"] != rv and
             lease["spec"]["holderIdentity"] == a.identity,
-            "the leader renewed after the conflicts")
+            "the leader renewed after the conflict")
 
     # A standby, then an intruder takes the Lease.
     b = L.Driver(tmp, api, "replica-b")
