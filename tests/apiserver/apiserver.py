@@ -21,7 +21,6 @@ import select
 import signal
 import socket
 import ssl
-import string
 import sys
 import threading
 import time
@@ -1082,6 +1081,15 @@ def openapi_v3(gv):
             "paths": paths, "components": {"schemas": {}}}
 
 
+class _View:
+    """A transient object view (obj + full bytes) for watch lines."""
+    __slots__ = ("obj", "full")
+
+    def __init__(self, obj, full):
+        self.obj = obj
+        self.full = full
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "kwb-test-apiserver/1.0"
@@ -1831,6 +1839,8 @@ class Handler(BaseHTTPRequestHandler):
         deadline = time.monotonic() + timeout
         initial = []
         expired_ev = None
+        self.watch_table = self.q.get("includeObject", "Metadata") \
+            if self.wants_table() else None
         w = Watcher(res.key)
         with store.cond:
             if watch_list or (want is None and sie is None):
@@ -1855,6 +1865,24 @@ class Handler(BaseHTTPRequestHandler):
                         "reason": "Expired", "code": 410}}
                 pos = want
             else:
+                if want > store.rv:
+                    # like the watch cache: wait up to 3 s for the revision
+                    limit = time.monotonic() + 3.0
+                    while want > store.rv and time.monotonic() < limit:
+                        store.cond.wait(limit - time.monotonic())
+                    if want > store.rv:
+                        expired_ev = {
+                            "type": "ERROR", "object": {
+                                "kind": "Status", "apiVersion": "v1",
+                                "metadata": {}, "status": "Failure",
+                                "message": "Too large resource version: %d, "
+                                "current: %d" % (want, store.rv),
+                                "reason": "Timeout",
+                                "details": {"causes": [{
+                                    "reason": "ResourceVersionTooLarge",
+                                    "message": "Too large resource version"
+                                }], "retryAfterSeconds": 1},
+                                "code": 504}}
                 pos = want
             if expired_ev is None:
                 st.watchers[w.id] = w
@@ -1906,14 +1934,26 @@ class Handler(BaseHTTPRequestHandler):
             elif was_ok and not now_ok:
                 o = json.loads(ev.prev.item)
                 o["metadata"]["resourceVersion"] = str(ev.rv)
-                body = res.prefix + dumps(o)[1:]
-                return b'{"type":"DELETED","object":' + body + b"}\n"
+                return self.ev_bytes(res, "DELETED", _View(
+                    o, res.prefix + dumps(o)[1:]))
             elif not now_ok:
                 return None
         elif not ok(ev.rec):
             return None
-        return b'{"type":"%s","object":' % typ.encode() + ev.rec.full + \
-            b"}\n"
+        return self.ev_bytes(res, typ, ev.rec)
+
+    def ev_bytes(self, res, typ, rec):
+        """One watch line; a Table with one row when the client asked for
+        tables (kubectl get -w)."""
+        if self.watch_table is None:
+            return b'{"type":"%s","object":' % typ.encode() + rec.full + \
+                b"}\n"
+        tbl = {"kind": "Table", "apiVersion": "meta.k8s.io/v1",
+               "metadata": {"resourceVersion":
+                            rec.obj["metadata"].get("resourceVersion", "")},
+               "columnDefinitions": table_columns(res),
+               "rows": [table_row(res, rec, self.watch_table)]}
+        return dumps({"type": typ, "object": tbl}) + b"\n"
 
     def watch_loop(self, res, ns, lsel, fsel, bookmarks, watch_list,
                    deadline, w, pos, initial, sock):
@@ -1938,7 +1978,7 @@ class Handler(BaseHTTPRequestHandler):
         # initial (synthetic ADDED) events
         buf = []
         for r in initial:
-            buf.append(chunk(b'{"type":"ADDED","object":' + r.full + b"}\n"))
+            buf.append(chunk(self.ev_bytes(res, "ADDED", r)))
             if len(buf) >= 512:
                 sock.sendall(b"".join(buf))
                 buf = []

@@ -2,6 +2,7 @@
 """WATCH semantics: initial events, resume, 410, bookmarks, timeouts,
 watch-list, selectors, concurrent watch counters."""
 
+import threading
 import time
 import unittest
 
@@ -91,6 +92,36 @@ class WatchTest(unittest.TestCase):
         with RawWatch(api, "configmaps", "w2", resourceVersion=str(now)) as w:
             api.create("configmaps", cm("post"), namespace="w2")
             self.assertEqual(name_of(w.event()), "post")
+
+    def test_future_resource_version(self):
+        api = self.api
+        api.create("configmaps", cm("before"), namespace="w8")
+        nxt = api.resource_version() + 1
+
+        def later():
+            api.create("configmaps", cm("fut1"), namespace="w8")  # = nxt
+            api.create("configmaps", cm("fut2"), namespace="w8")
+        # the answer waits for the revision (headers included)
+        t = threading.Timer(0.3, later)
+        t.start()
+        with RawWatch(api, "configmaps", "w8",
+                      resourceVersion=str(nxt)) as w:
+            t.join()
+            ev = w.event()  # events strictly after nxt
+            self.assertEqual((ev["type"], name_of(ev), rv_of(ev)),
+                             ("ADDED", "fut2", nxt + 1))
+        # too far ahead: after ~3 s an ERROR event with a 504 Status
+        far = api.resource_version() + 1000
+        t0 = time.monotonic()
+        with RawWatch(api, "configmaps", "w8",
+                      resourceVersion=str(far)) as w:
+            self.assertEqual(w.status, 200)
+            ev = w.event(6)
+            self.assertEqual(ev["type"], "ERROR")
+            self.assertEqual((ev["object"]["code"], ev["object"]["reason"]),
+                             (504, "Timeout"))
+            self.assertEqual(w.read(2)[0], "end")
+        self.assertGreater(time.monotonic() - t0, 2.5)
 
     def test_bookmarks_and_timeout(self):
         api = self.api
