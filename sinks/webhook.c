@@ -64,6 +64,7 @@ struct webhook {
     kwb_sink_ack_fn ack;
     void *ack_opaque;
     kwb_sink_log_fn log;
+    kwb_sink_retry_fn retried; /* NULL when the pipeline does not count */
 
     CURLM *multi;
     CURL *easy;
@@ -818,6 +819,9 @@ static void schedule_retry(struct webhook *w, int64_t now)
     }
     w->retry_at_ms = now + delay;
     w->state = ST_BACKOFF;
+    if (w->retried && w->cur.n > 0) {
+        w->retried(w->ack_opaque, w->cur.n);
+    }
 }
 
 static int start_attempt(struct webhook *w, int64_t now)
@@ -1095,6 +1099,7 @@ static void *webhook_init(const struct config_setting_t *group,
         w->ack = env->ack;
         w->ack_opaque = env->ack_opaque;
         w->log = env->log;
+        w->retried = env->retried;
     }
     w->rng = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^
              (uint64_t)(uintptr_t)w;

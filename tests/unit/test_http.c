@@ -9,46 +9,9 @@
 
 #include <curl/curl.h>
 
+#include "check.h"
 #include "http.h"
 #include "metrics.h"
-
-static int passed, failed;
-
-#define CHECK(cond)                                                            \
-    do {                                                                       \
-        if (cond) {                                                            \
-            passed++;                                                          \
-        } else {                                                               \
-            failed++;                                                          \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__,   \
-                    #cond);                                                    \
-        }                                                                      \
-    } while (0)
-
-#define CHECK_EQ_INT(a, b)                                                     \
-    do {                                                                       \
-        long long a_ = (long long)(a), b_ = (long long)(b);                    \
-        if (a_ == b_) {                                                        \
-            passed++;                                                          \
-        } else {                                                               \
-            failed++;                                                          \
-            fprintf(stderr, "%s:%d: %s == %lld, expected %lld\n", __FILE__,    \
-                    __LINE__, #a, a_, b_);                                     \
-        }                                                                      \
-    } while (0)
-
-#define CHECK_EQ_STR(a, b)                                                     \
-    do {                                                                       \
-        const char *a_ = (a), *b_ = (b);                                       \
-        if (a_ && b_ && strcmp(a_, b_) == 0) {                                 \
-            passed++;                                                          \
-        } else {                                                               \
-            failed++;                                                          \
-            fprintf(stderr, "%s:%d: %s == \"%s\", expected \"%s\"\n",          \
-                    __FILE__, __LINE__, #a, a_ ? a_ : "(null)",                \
-                    b_ ? b_ : "(null)");                                       \
-        }                                                                      \
-    } while (0)
 
 struct answer {
     long status;
@@ -308,6 +271,5 @@ int main(void)
     test_bad_address();
     test_ipv6();
     curl_global_cleanup();
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return check_report();
 }

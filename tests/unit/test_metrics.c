@@ -5,32 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "metrics.h"
-
-static int passed, failed;
-
-#define CHECK(cond)                                                            \
-    do {                                                                       \
-        if (cond) {                                                            \
-            passed++;                                                          \
-        } else {                                                               \
-            failed++;                                                          \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__,   \
-                    #cond);                                                    \
-        }                                                                      \
-    } while (0)
-
-#define CHECK_EQ_INT(a, b)                                                     \
-    do {                                                                       \
-        long long a_ = (long long)(a), b_ = (long long)(b);                    \
-        if (a_ == b_) {                                                        \
-            passed++;                                                          \
-        } else {                                                               \
-            failed++;                                                          \
-            fprintf(stderr, "%s:%d: %s == %lld, expected %lld\n", __FILE__,    \
-                    __LINE__, #a, a_, b_);                                     \
-        }                                                                      \
-    } while (0)
 
 /* The page contains `line` as a whole line. */
 static int has_line(const char *page, const char *line)
@@ -50,15 +26,7 @@ static int has_line(const char *page, const char *line)
 }
 
 #define CHECK_LINE(page, line)                                                 \
-    do {                                                                       \
-        if (has_line((page), (line))) {                                        \
-            passed++;                                                          \
-        } else {                                                               \
-            failed++;                                                          \
-            fprintf(stderr, "%s:%d: missing line: %s\n", __FILE__, __LINE__,   \
-                    (line));                                                   \
-        }                                                                      \
-    } while (0)
+    check_result(has_line((page), (line)), __FILE__, __LINE__, (line))
 
 /* Number of lines starting with `prefix`. */
 static int count_prefix(const char *page, const char *prefix)
@@ -288,7 +256,6 @@ static void test_start_age(void)
     struct kwb_metrics *m = kwb_metrics_new(watches, 1, NULL, 0);
     int64_t last;
     char *page;
-    char line[128];
 
     CHECK(m != NULL);
     if (!m) {
@@ -299,10 +266,9 @@ static void test_start_age(void)
     CHECK(last > 0);
     page = kwb_metrics_render(m, last + 61234);
     CHECK(page != NULL);
-    snprintf(line, sizeof(line),
-             "kwb_watch_last_event_age_seconds{watch=\"v1/pods\"} 61.234");
     if (page) {
-        CHECK_LINE(page, line);
+        CHECK_LINE(
+            page, "kwb_watch_last_event_age_seconds{watch=\"v1/pods\"} 61.234");
     }
     free(page);
     kwb_metrics_free(m);
@@ -316,6 +282,5 @@ int main(void)
     test_ready();
     test_healthy();
     test_start_age();
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return check_report();
 }
