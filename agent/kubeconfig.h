@@ -55,9 +55,10 @@ int kwb_kube_auth_resolve(const struct kwb_config *cfg,
                           size_t errsize);
 
 /*
- * The kubeconfig step alone, on kubeconfig text already in memory: data (len bytes,
- * borrowed) as if read from `path`, which names it in messages and whose
- * directory anchors relative paths. cfg supplies context and overrides.
+ * The kubeconfig step alone, on kubeconfig text already in memory: data
+ * (len bytes, borrowed) as if read from `path`, which names it in messages
+ * and whose directory anchors relative paths. cfg supplies context and
+ * overrides.
  * For resolve, the unit tests and the fuzzer.
  */
 int kwb_kube_auth_from_kubeconfig_mem(const char *data, size_t len,
