@@ -21,7 +21,6 @@ import select
 import signal
 import socket
 import ssl
-import string
 import sys
 import threading
 import time
@@ -528,6 +527,7 @@ def make_pod(name, namespace="default", labels=None, size=3000, node=None,
     node = node or "node-%d" % (seq % 8)
     ip = "10.244.%d.%d" % ((seq // 250) % 250, seq % 250 + 2)
     pod = {
+        "kind": "Pod", "apiVersion": "v1",
         "metadata": {
             "name": name, "namespace": namespace, "labels": lab,
             "annotations": {
@@ -626,17 +626,21 @@ _base_size = {}
 class Rec:
     """An immutable stored object: obj (dict, without kind/apiVersion), item
     (its JSON bytes) and full (JSON bytes with kind/apiVersion)."""
-    __slots__ = ("obj", "item", "full", "ns", "name", "rv", "skey")
+    __slots__ = ("obj", "item", "prefix", "ns", "name", "rv", "skey")
 
     def __init__(self, res, obj, skey):
         self.obj = obj
         md = obj["metadata"]
         self.ns = md.get("namespace", "")
         self.name = md["name"]
-        self.rv = int(md["resourceVersion"])
+        self.rv = int(md["resourceVersion"] or 0)
         self.skey = skey
         self.item = dumps(obj)
-        self.full = res.prefix + self.item[1:]
+        self.prefix = res.prefix
+
+    @property
+    def full(self):
+        return self.prefix + self.item[1:]
 
     def labels(self):
         return self.obj["metadata"].get("labels")
@@ -1082,6 +1086,15 @@ def openapi_v3(gv):
             "paths": paths, "components": {"schemas": {}}}
 
 
+class _View:
+    """A transient object view (obj + full bytes) for watch lines."""
+    __slots__ = ("obj", "full")
+
+    def __init__(self, obj, full):
+        self.obj = obj
+        self.full = full
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "kwb-test-apiserver/1.0"
@@ -1199,12 +1212,18 @@ class Handler(BaseHTTPRequestHandler):
             if path.startswith("/_control/") or path == "/_control":
                 self.control(method, path, body)
                 return
-            route = self.route(method, path, q)
+            self.check_auth(path)      # authentication comes first
+            route_err = None
+            try:
+                route = self.route(method, path, q)
+            except ApiError as e:
+                route, route_err = None, e
             verb, res, ns, name, sub = route if route else (None,) * 5
             key = res.key if res else None
             watch = verb == "watch"
-            self.check_auth(path)
             self.check_faults(method, path, verb, watch)
+            if route_err is not None:
+                raise route_err
             if res is not None:
                 self.check_forbidden(verb, res, ns, name, sub)
             if route is None:
@@ -1282,9 +1301,14 @@ class Handler(BaseHTTPRequestHandler):
                 elif code == 429:
                     headers["Retry-After"] = "1"
                     details = {"retryAfterSeconds": 1}
-                if f.get("hang"):
-                    time.sleep(float(f["hang"]))
-                raise ApiError(code, reason, msg, details, headers)
+                hit = (ApiError(code, reason, msg, details, headers),
+                       float(f.get("hang") or 0))
+                break
+            else:
+                return
+        if hit[1] > 0:
+            time.sleep(hit[1])      # outside the lock
+        raise hit[0]
 
     def check_forbidden(self, verb, res, ns, name, sub):
         with self.store.cond:
@@ -1471,8 +1495,6 @@ class Handler(BaseHTTPRequestHandler):
 
     def resource(self, method, verb, res, ns, name, sub, body):
         q = self.q
-        if res.namespaced and ns is None:
-            ns = None  # all namespaces (list/watch only)
         dry = "dryRun" in q and q["dryRun"] != ""
         if verb == "list":
             self.do_list(res, ns, q)
@@ -1508,6 +1530,8 @@ class Handler(BaseHTTPRequestHandler):
                 try:
                     opts = json.loads(body)
                 except ValueError:
+                    raise bad_request("invalid DeleteOptions body")
+                if opts is not None and not isinstance(opts, dict):
                     raise bad_request("invalid DeleteOptions body")
             rec = self.store.delete(res, ns or "", name,
                                     (opts or {}).get("preconditions"), dry)
@@ -1831,6 +1855,8 @@ class Handler(BaseHTTPRequestHandler):
         deadline = time.monotonic() + timeout
         initial = []
         expired_ev = None
+        self.watch_table = self.q.get("includeObject", "Metadata") \
+            if self.wants_table() else None
         w = Watcher(res.key)
         with store.cond:
             if watch_list or (want is None and sie is None):
@@ -1855,6 +1881,24 @@ class Handler(BaseHTTPRequestHandler):
                         "reason": "Expired", "code": 410}}
                 pos = want
             else:
+                if want > store.rv:
+                    # like the watch cache: wait up to 3 s for the revision
+                    limit = time.monotonic() + 3.0
+                    while want > store.rv and time.monotonic() < limit:
+                        store.cond.wait(limit - time.monotonic())
+                    if want > store.rv:
+                        expired_ev = {
+                            "type": "ERROR", "object": {
+                                "kind": "Status", "apiVersion": "v1",
+                                "metadata": {}, "status": "Failure",
+                                "message": "Too large resource version: %d, "
+                                "current: %d" % (want, store.rv),
+                                "reason": "Timeout",
+                                "details": {"causes": [{
+                                    "reason": "ResourceVersionTooLarge",
+                                    "message": "Too large resource version"
+                                }], "retryAfterSeconds": 1},
+                                "code": 504}}
                 pos = want
             if expired_ev is None:
                 st.watchers[w.id] = w
@@ -1906,14 +1950,26 @@ class Handler(BaseHTTPRequestHandler):
             elif was_ok and not now_ok:
                 o = json.loads(ev.prev.item)
                 o["metadata"]["resourceVersion"] = str(ev.rv)
-                body = res.prefix + dumps(o)[1:]
-                return b'{"type":"DELETED","object":' + body + b"}\n"
+                return self.ev_bytes(res, "DELETED", _View(
+                    o, res.prefix + dumps(o)[1:]))
             elif not now_ok:
                 return None
         elif not ok(ev.rec):
             return None
-        return b'{"type":"%s","object":' % typ.encode() + ev.rec.full + \
-            b"}\n"
+        return self.ev_bytes(res, typ, ev.rec)
+
+    def ev_bytes(self, res, typ, rec):
+        """One watch line; a Table with one row when the client asked for
+        tables (kubectl get -w)."""
+        if self.watch_table is None:
+            return b'{"type":"%s","object":' % typ.encode() + rec.full + \
+                b"}\n"
+        tbl = {"kind": "Table", "apiVersion": "meta.k8s.io/v1",
+               "metadata": {"resourceVersion":
+                            rec.obj["metadata"].get("resourceVersion", "")},
+               "columnDefinitions": table_columns(res),
+               "rows": [table_row(res, rec, self.watch_table)]}
+        return dumps({"type": typ, "object": tbl}) + b"\n"
 
     def watch_loop(self, res, ns, lsel, fsel, bookmarks, watch_list,
                    deadline, w, pos, initial, sock):
@@ -1938,7 +1994,7 @@ class Handler(BaseHTTPRequestHandler):
         # initial (synthetic ADDED) events
         buf = []
         for r in initial:
-            buf.append(chunk(b'{"type":"ADDED","object":' + r.full + b"}\n"))
+            buf.append(chunk(self.ev_bytes(res, "ADDED", r)))
             if len(buf) >= 512:
                 sock.sendall(b"".join(buf))
                 buf = []
@@ -1947,7 +2003,7 @@ class Handler(BaseHTTPRequestHandler):
         if buf:
             sock.sendall(b"".join(buf))
         initial = None
-        next_bm = time.monotonic() + st.bookmark_interval
+        next_bm = time.monotonic() + max(0.01, st.bookmark_interval)
         next_poll = 0.0
         while True:
             lines = []
@@ -1986,7 +2042,7 @@ class Handler(BaseHTTPRequestHandler):
                             continue
                         if bookmarks and now >= next_bm:
                             lines.append(self.bookmark(res, pos))
-                            next_bm = now + st.bookmark_interval
+                            next_bm = now + max(0.01, st.bookmark_interval)
                             break
                     wait = deadline - now
                     if bookmarks and not stalled:
@@ -2493,7 +2549,7 @@ def main(argv=None):
                     "required)")
     ap.add_argument("--token-file", help="read the accepted token from FILE")
     ap.add_argument("--bookmark-interval", type=float, default=1.0)
-    ap.add_argument("--history-size", type=int, default=100000)
+    ap.add_argument("--history-size", type=int, default=20000)
     ap.add_argument("--page-cap", type=int, default=0)
     ap.add_argument("--no-watch-list", dest="watch_list",
                     action="store_const", const="reject", default="on")
