@@ -19,10 +19,13 @@ class KafkaSinkDelivery(unittest.TestCase):
         self.driver = None
 
     def tearDown(self):
-        if self.driver:
-            self.driver.close()
-        self.mock.close()
-        self.tmp.cleanup()
+        try:
+            if self.driver:
+                rc = self.driver.close()
+                self.assertEqual(rc, 0, self.driver.log_text()[-3000:])
+        finally:
+            self.mock.close()
+            self.tmp.cleanup()
 
     def test_burst_exactly_once_keys_headers_order(self):
         n = 600

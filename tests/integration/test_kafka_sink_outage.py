@@ -18,10 +18,13 @@ class KafkaSinkOutage(unittest.TestCase):
         self.driver = None
 
     def tearDown(self):
-        if self.driver:
-            self.driver.close()
-        self.mock.close()
-        self.tmp.cleanup()
+        try:
+            if self.driver:
+                rc = self.driver.close()
+                self.assertEqual(rc, 0, self.driver.log_text()[-3000:])
+        finally:
+            self.mock.close()
+            self.tmp.cleanup()
 
     def assert_all_delivered(self, n):
         self.assertEqual(self.driver.bad_acks, [])
