@@ -8,8 +8,11 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <libconfig.h>
+
+struct kwb_sink_ops;
 
 enum kwb_initial { KWB_INITIAL_EMIT = 0, KWB_INITIAL_SKIP };
 
@@ -32,6 +35,7 @@ struct kwb_sink_conf {
     char *dead_letter_path; /* NULL when unset */
     config_setting_t *group; /* borrowed from the kept config_t */
     int line;               /* line of the group, for messages */
+    const struct kwb_sink_ops *ops; /* kwb_sink_find(type), never NULL */
 };
 
 struct kwb_config {
@@ -55,10 +59,15 @@ struct kwb_config {
     char *state_dir;             /* default /var/lib/kube-watch-bridge */
     char *state_backend;         /* "file" (default) or "configmap" */
     int checkpoint_interval_ms;  /* default 1000 */
+    /* backend "configmap": ConfigMap names start with the prefix; the
+     * namespace defaults to <serviceaccount_dir>/namespace, else
+     * "default"; the prefix to "kube-watch-bridge". */
+    char *state_configmap_namespace;
+    char *state_configmap_name_prefix;
 
     enum kwb_initial initial;
 
-    /* watch behaviour (global, key group `watch_options`) */
+    /* watch behaviour (global, key group `watch_defaults`) */
     int list_page_size;        /* default 500 */
     int watch_timeout_min_s;   /* default 300 */
     int watch_timeout_max_s;   /* default 600 */
@@ -86,12 +95,20 @@ struct kwb_config {
     int log_level; /* 0 debug .. 3 error; default 1 */
 
     char *metrics_address; /* NULL: no HTTP endpoint */
+    /* metrics_address split: host without brackets ("" = all addresses,
+     * from ":9090"), port 1..65535; NULL/0 when metrics_address is NULL. */
+    char *metrics_host;
+    int metrics_port;
 
     /* leader election (issue 9) */
     int leader_election;
-    char *lease_namespace;
+    char *lease_namespace;   /* default like state_configmap_namespace */
     char *lease_name;
-    char *identity;
+    char *identity;          /* default: the host name */
+    /* client-go semantics; lease > renew > retry. */
+    int lease_duration_s;    /* default 15 */
+    int renew_deadline_s;    /* default 10 */
+    int retry_period_s;      /* default 2 */
 
     struct kwb_watch_conf *watches;
     size_t n_watches;
@@ -106,7 +123,34 @@ struct kwb_config {
  */
 int kwb_config_load(struct kwb_config *cfg, const char *path, char *errbuf,
                     size_t errsize);
-/* NULL-safe; frees everything the config owns. */
+/*
+ * Same as kwb_config_load() on `len` bytes of `text` (need not be
+ * NUL-terminated). `name` stands for FILE in messages and cfg->path.
+ * @include paths are relative to the working directory. For the fuzzer
+ * and the unit tests.
+ */
+int kwb_config_load_string(struct kwb_config *cfg, const char *text,
+                           size_t len, const char *name, char *errbuf,
+                           size_t errsize);
+/* NULL-safe; frees everything the config owns. Safe after a failed load
+ * (which leaves *cfg zeroed) and twice. */
 void kwb_config_free(struct kwb_config *cfg);
+
+/*
+ * --check: for each sink, ops->init() on its group (offline) then
+ * ops->close(). 0 when every sink accepts its group; else -1 and
+ * "FILE:LINE: sinks[i] (name): <the sink's message>" in errbuf.
+ */
+int kwb_config_check_sinks(const struct kwb_config *cfg, char *errbuf,
+                           size_t errsize);
+
+/*
+ * Print the effective configuration (defaults filled in) as libconfig-like
+ * text to `out`, for --check -v. Sensitive keys, URL user info and the
+ * values inside a sink's nested groups (Kafka properties, webhook headers)
+ * print as [redacted]. With `verbose`, each key carries its help text as a
+ * comment. Returns 0 or -EIO.
+ */
+int kwb_config_dump(const struct kwb_config *cfg, FILE *out, int verbose);
 
 #endif

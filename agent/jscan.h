@@ -9,6 +9,10 @@
  * excludes the quotes and is still JSON-escaped; `esc` says whether it
  * contains a backslash (then use kwb_jscan_unescape()).
  *
+ * Duplicate keys: the last occurrence wins, including its type ("kind":1
+ * after "kind":"Pod" leaves kind absent). Keys match after unescaping.
+ * A wanted field of the wrong JSON type counts as absent.
+ *
  * Validation is strict RFC 8259 (structure, strings incl. control chars and
  * escapes, numbers, literals, UTF-8 well-formedness), so anything the
  * scanner accepts can be spliced into our output as valid JSON. Nesting
@@ -31,12 +35,14 @@ struct kwb_jspan {
 
 /* Fields of one Kubernetes object (list item or watch event object). */
 struct kwb_jobj {
-    struct kwb_jspan obj; /* the whole object, '{' .. '}' */
-    struct kwb_jspan kind, api_version;  /* top-level strings */
+    struct kwb_jspan obj;               /* the whole object, '{' .. '}' */
+    struct kwb_jspan kind, api_version; /* top-level strings */
     struct kwb_jspan uid, name, namespace_, resource_version; /* metadata */
     /* BOOKMARK: metadata.annotations["k8s.io/initial-events-end"]=="true" */
     int initial_events_end;
-    /* Status objects (kind "Status"): code (0 when absent) and reason. */
+    /* Status objects (kind "Status"): code (0 when absent, not a number
+     * with an integral value, or out of int range), reason and message. Cleared
+     * for any other kind (a core/v1 Event has top-level reason/message too). */
     int status_code;
     struct kwb_jspan reason, message;
 };
@@ -94,7 +100,8 @@ struct kwb_jlist {
 int kwb_jscan_list(const char *buf, size_t len, struct kwb_jlist *list,
                    struct kwb_jerr *err);
 /* Next item: 1 with *obj filled, 0 at the end, -1 with *err (cannot
- * happen after kwb_jscan_list succeeded, but callers check). */
+ * happen after kwb_jscan_list succeeded, but callers check; the offset is
+ * then relative to items.p). Spans point into the list buffer. */
 int kwb_jscan_list_next(struct kwb_jlist *list, struct kwb_jobj *obj,
                         struct kwb_jerr *err);
 
@@ -103,10 +110,10 @@ int kwb_jscan_list_next(struct kwb_jlist *list, struct kwb_jobj *obj,
  * the unescaped length or -1 when it does not fit or is invalid. \u0000 is
  * rejected (our strings are C strings).
  */
-long kwb_jscan_unescape(const struct kwb_jspan *s, char *out,
-                        size_t outsize);
+long kwb_jscan_unescape(const struct kwb_jspan *s, char *out, size_t outsize);
 
-/* 1 when span equals the NUL-terminated literal (no escapes). */
+/* 1 when span equals the NUL-terminated literal, comparing after
+ * unescaping when the span has escapes; 0 for an absent span. */
 int kwb_jspan_eq(const struct kwb_jspan *s, const char *lit);
 
 #endif

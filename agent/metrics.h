@@ -74,6 +74,15 @@ char *kwb_metrics_render(const struct kwb_metrics *m, int64_t now_ms);
 /* 1 when every watch has synced and every sink is ready. */
 int kwb_metrics_ready(const struct kwb_metrics *m);
 
+/* The pipeline is considered stuck when its loop has not turned for longer
+ * than this (/healthz answers 503). */
+#define KWB_METRICS_HEARTBEAT_MAX_MS 30000
+
+/* 1 when heartbeat_ms is at most KWB_METRICS_HEARTBEAT_MAX_MS before
+ * now_ms (CLOCK_MONOTONIC ms). kwb_metrics_new sets heartbeat_ms to the
+ * allocation time, so a starting agent counts as alive. */
+int kwb_metrics_healthy(const struct kwb_metrics *m, int64_t now_ms);
+
 /* CLOCK_MONOTONIC in milliseconds. */
 int64_t kwb_now_ms(void);
 

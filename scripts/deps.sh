@@ -2,21 +2,28 @@
 # Installs every build, test and demo dependency from Debian packages.
 # Idempotent: when everything is present it only checks and returns.
 # Usage: scripts/deps.sh            (build + test + demo)
+#        scripts/deps.sh --build    (only what a Release build needs; the
+#                                    container's build stage)
 #        scripts/deps.sh --runtime  (only the libraries the binary needs)
 set -eu
 
 BUILD_PKGS="ca-certificates build-essential cmake pkg-config git \
 libcurl4-openssl-dev librdkafka-dev libcjson-dev libconfig-dev libssl-dev \
-libmicrohttpd-dev libjsmn-dev"
+libmicrohttpd-dev libjsmn-dev libyaml-dev"
 TEST_PKGS="python3 openssl kcat valgrind clang curl procps"
 RUNTIME_PKGS="ca-certificates libcurl4 librdkafka1 libcjson1 libconfig9 \
-libssl3 libmicrohttpd12"
+libssl3 libmicrohttpd12 libyaml-0-2"
 
-if [ "${1:-}" = "--runtime" ]; then
-    PKGS="$RUNTIME_PKGS"
-else
-    PKGS="$BUILD_PKGS $TEST_PKGS"
-fi
+case "${1:-}" in
+--runtime) PKGS="$RUNTIME_PKGS" ;;
+# CMake configures tests/ too, and that looks for python3.
+--build) PKGS="$BUILD_PKGS python3" ;;
+"") PKGS="$BUILD_PKGS $TEST_PKGS" ;;
+*)
+    echo "usage: $0 [--build | --runtime]" >&2
+    exit 2
+    ;;
+esac
 
 missing=""
 for p in $PKGS; do
@@ -26,7 +33,7 @@ for p in $PKGS; do
 done
 
 # kubectl checks the test API server; Debian ships it as kubernetes-client.
-if [ "${1:-}" != "--runtime" ] && ! command -v kubectl >/dev/null 2>&1; then
+if [ -z "${1:-}" ] && ! command -v kubectl >/dev/null 2>&1; then
     missing="$missing kubernetes-client"
 fi
 

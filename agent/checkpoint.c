@@ -1,0 +1,424 @@
+/*
+ * checkpoint.c - atomic, checksummed per-watch checkpoints. See
+ * checkpoint.h.
+ *
+ * Format (text, so an operator can read it):
+ *   KWB-CHECKPOINT 1
+ *   watch <id>
+ *   rv <resourceVersion>
+ *   count <n>
+ *   <uid>\t<rv>\t<namespace>\t<name>      (n lines, '%', TAB, LF escaped)
+ *   sha256 <hex of every byte above>
+ */
+#include "checkpoint.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#define MAGIC "KWB-CHECKPOINT 1\n"
+#define MAX_FILE (1ull << 32) /* 4 GiB: far above 1M objects */
+
+int kwb_checkpoint_path(const char *dir, const char *watch_id, char *out,
+                        size_t size)
+{
+    char name[512];
+    size_t j = 0;
+
+    for (const char *p = watch_id; *p && j + 1 < sizeof(name); p++) {
+        char c = *p;
+        /* Watch ids are DNS names joined by '/' and '@': '/' is the only
+         * character a file name cannot hold, '_' never occurs in ids. */
+        name[j++] = (c == '/') ? '_' : c;
+    }
+    name[j] = '\0';
+    int n = snprintf(out, size, "%s/%s.ckpt", dir, name);
+    return (n < 0 || (size_t)n >= size) ? -ENAMETOOLONG : 0;
+}
+
+struct wbuf {
+    char *p;
+    size_t len, cap;
+};
+
+static int wb_put(struct wbuf *w, const char *s, size_t n)
+{
+    if (w->len + n > w->cap) {
+        size_t ncap = w->cap ? w->cap * 2 : 65536;
+        while (ncap < w->len + n) {
+            ncap *= 2;
+        }
+        char *np = realloc(w->p, ncap);
+        if (!np) {
+            return -ENOMEM;
+        }
+        w->p = np;
+        w->cap = ncap;
+    }
+    memcpy(w->p + w->len, s, n);
+    w->len += n;
+    return 0;
+}
+
+static int wb_field(struct wbuf *w, const char *s)
+{
+    for (; *s; s++) {
+        const char *esc = NULL;
+        if (*s == '%') {
+            esc = "%25";
+        } else if (*s == '\t') {
+            esc = "%09";
+        } else if (*s == '\n') {
+            esc = "%0A";
+        }
+        if (esc ? wb_put(w, esc, 3) : wb_put(w, s, 1)) {
+            return -ENOMEM;
+        }
+    }
+    return 0;
+}
+
+struct visit {
+    struct wbuf *w;
+    int rc;
+};
+
+static int write_entry(void *opaque, const struct kwb_store_entry *e)
+{
+    struct visit *v = opaque;
+
+    if (wb_field(v->w, e->uid) || wb_put(v->w, "\t", 1) ||
+        wb_field(v->w, e->rv) || wb_put(v->w, "\t", 1) ||
+        wb_field(v->w, e->namespace_) || wb_put(v->w, "\t", 1) ||
+        wb_field(v->w, e->name) || wb_put(v->w, "\n", 1)) {
+        v->rc = -ENOMEM;
+        return 1;
+    }
+    return 0;
+}
+
+static void sha256_hex(const char *p, size_t n, char out[65])
+{
+    unsigned char md[32];
+    unsigned int len = 0;
+    static const char hex[] = "0123456789abcdef";
+
+    EVP_Digest(p, n, md, &len, EVP_sha256(), NULL);
+    for (unsigned i = 0; i < 32; i++) {
+        out[2 * i] = hex[md[i] >> 4];
+        out[2 * i + 1] = hex[md[i] & 15];
+    }
+    out[64] = '\0';
+}
+
+static int write_all(int fd, const char *p, size_t n)
+{
+    while (n) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return -errno;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+int kwb_checkpoint_write(const char *dir, const char *watch_id,
+                         const char *rv, const struct kwb_store *s,
+                         char *errbuf, size_t errsize)
+{
+    char path[4096], tmp[4200], hex[65], line[1024];
+    struct wbuf w = {0};
+    struct visit v = {&w, 0};
+    int fd = -1, dfd = -1, rc;
+    int n;
+
+    rc = kwb_checkpoint_path(dir, watch_id, path, sizeof(path));
+    if (rc < 0) {
+        snprintf(errbuf, errsize, "%s: path too long", dir);
+        goto out;
+    }
+    n = snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    if (n < 0 || (size_t)n >= sizeof(tmp)) {
+        rc = -ENAMETOOLONG;
+        snprintf(errbuf, errsize, "%s: path too long", dir);
+        goto out;
+    }
+    rc = -ENOMEM;
+    if (wb_put(&w, MAGIC, strlen(MAGIC)) || wb_put(&w, "watch ", 6) ||
+        wb_field(&w, watch_id) || wb_put(&w, "\nrv ", 4) ||
+        wb_field(&w, rv) || wb_put(&w, "\n", 1)) {
+        snprintf(errbuf, errsize, "out of memory");
+        goto out;
+    }
+    n = snprintf(line, sizeof(line), "count %zu\n", kwb_store_count(s));
+    if (wb_put(&w, line, (size_t)n)) {
+        snprintf(errbuf, errsize, "out of memory");
+        goto out;
+    }
+    kwb_store_foreach(s, 0, write_entry, &v);
+    if (v.rc < 0) {
+        snprintf(errbuf, errsize, "out of memory");
+        goto out;
+    }
+    sha256_hex(w.p, w.len, hex);
+    n = snprintf(line, sizeof(line), "sha256 %s\n", hex);
+    if (wb_put(&w, line, (size_t)n)) {
+        snprintf(errbuf, errsize, "out of memory");
+        goto out;
+    }
+
+    if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+        rc = -errno;
+        snprintf(errbuf, errsize, "%s: cannot create: %s", dir,
+                 strerror(errno));
+        goto out;
+    }
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        rc = -errno;
+        snprintf(errbuf, errsize, "%s: %s", tmp, strerror(errno));
+        goto out;
+    }
+    rc = write_all(fd, w.p, w.len);
+    if (rc == 0 && fsync(fd) < 0) {
+        rc = -errno;
+    }
+    if (close(fd) < 0 && rc == 0) {
+        rc = -errno;
+    }
+    fd = -1;
+    if (rc < 0) {
+        snprintf(errbuf, errsize, "%s: %s", tmp, strerror(-rc));
+        unlink(tmp);
+        goto out;
+    }
+    if (rename(tmp, path) < 0) {
+        rc = -errno;
+        snprintf(errbuf, errsize, "rename %s: %s", path, strerror(errno));
+        unlink(tmp);
+        goto out;
+    }
+    /* The rename is durable only once the directory is. */
+    dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0 || fsync(dfd) < 0) {
+        rc = -errno;
+        snprintf(errbuf, errsize, "fsync %s: %s", dir, strerror(errno));
+        goto out;
+    }
+    rc = 0;
+out:
+    if (dfd >= 0) {
+        close(dfd);
+    }
+    free(w.p);
+    return rc;
+}
+
+/* Undo wb_field's escaping in place. */
+static int unescape_field(char *s)
+{
+    char *r = s, *w = s;
+
+    while (*r) {
+        if (*r == '%') {
+            if (strncmp(r, "%25", 3) == 0) {
+                *w++ = '%';
+            } else if (strncmp(r, "%09", 3) == 0) {
+                *w++ = '\t';
+            } else if (strncmp(r, "%0A", 3) == 0) {
+                *w++ = '\n';
+            } else {
+                return -1;
+            }
+            r += 3;
+        } else {
+            *w++ = *r++;
+        }
+    }
+    *w = '\0';
+    return 0;
+}
+
+/* Next line of [*p, end) into a NUL-terminated string (in place: the
+ * buffer is ours). NULL at the end or when the last line has no LF. */
+static char *next_line(char **p, char *end)
+{
+    char *s = *p, *nl;
+
+    if (s >= end) {
+        return NULL;
+    }
+    nl = memchr(s, '\n', (size_t)(end - s));
+    if (!nl) {
+        return NULL;
+    }
+    *nl = '\0';
+    *p = nl + 1;
+    return s;
+}
+
+int kwb_checkpoint_read(const char *dir, const char *watch_id, char **rv,
+                        struct kwb_store **s, char *errbuf, size_t errsize)
+{
+    char path[4096], hex[65];
+    char *buf = NULL, *p, *end, *line, *trailer;
+    struct kwb_store *st = NULL;
+    struct stat sb;
+    size_t count, got = 0, lineno = 4;
+    int fd = -1, rc;
+    ssize_t r;
+    size_t len = 0;
+
+    *rv = NULL;
+    *s = NULL;
+    rc = kwb_checkpoint_path(dir, watch_id, path, sizeof(path));
+    if (rc < 0) {
+        snprintf(errbuf, errsize, "%s: path too long", dir);
+        return rc;
+    }
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        rc = -errno;
+        if (rc != -ENOENT) {
+            snprintf(errbuf, errsize, "%s: %s", path, strerror(errno));
+        }
+        return rc;
+    }
+    if (fstat(fd, &sb) < 0) {
+        rc = -errno;
+        snprintf(errbuf, errsize, "%s: %s", path, strerror(errno));
+        goto out;
+    }
+    if ((unsigned long long)sb.st_size > MAX_FILE) {
+        rc = -EBADMSG;
+        snprintf(errbuf, errsize, "%s: too large", path);
+        goto out;
+    }
+    buf = malloc((size_t)sb.st_size + 1);
+    if (!buf) {
+        rc = -ENOMEM;
+        snprintf(errbuf, errsize, "out of memory");
+        goto out;
+    }
+    while (len < (size_t)sb.st_size) {
+        r = read(fd, buf + len, (size_t)sb.st_size - len);
+        if (r < 0 && errno == EINTR) {
+            continue;
+        }
+        if (r < 0) {
+            rc = -errno;
+            snprintf(errbuf, errsize, "%s: %s", path, strerror(errno));
+            goto out;
+        }
+        if (r == 0) {
+            break;
+        }
+        len += (size_t)r;
+    }
+    buf[len] = '\0';
+
+    /* The trailer is the last line; everything before it is hashed. */
+    rc = -EBADMSG;
+    if (len < strlen(MAGIC) || memcmp(buf, MAGIC, strlen(MAGIC)) != 0) {
+        snprintf(errbuf, errsize, "%s:1: not a checkpoint file", path);
+        goto out;
+    }
+    if (len < 73 || buf[len - 1] != '\n') {
+        snprintf(errbuf, errsize, "%s: truncated (no trailer)", path);
+        goto out;
+    }
+    trailer = buf + len - 72; /* "sha256 " + 64 hex + "\n" */
+    if (trailer[-1] != '\n' || strncmp(trailer, "sha256 ", 7) != 0) {
+        snprintf(errbuf, errsize, "%s: truncated (no trailer)", path);
+        goto out;
+    }
+    sha256_hex(buf, (size_t)(trailer - buf), hex);
+    if (memcmp(hex, trailer + 7, 64) != 0) {
+        snprintf(errbuf, errsize, "%s: checksum mismatch (corrupt)", path);
+        goto out;
+    }
+    p = buf + strlen(MAGIC);
+    end = trailer;
+    line = next_line(&p, end);
+    if (!line || strncmp(line, "watch ", 6) != 0) {
+        snprintf(errbuf, errsize, "%s:2: expected 'watch'", path);
+        goto out;
+    }
+    if (unescape_field(line + 6) < 0 || strcmp(line + 6, watch_id) != 0) {
+        snprintf(errbuf, errsize, "%s:2: checkpoint of another watch",
+                 path);
+        goto out;
+    }
+    line = next_line(&p, end);
+    if (!line || strncmp(line, "rv ", 3) != 0 || unescape_field(line + 3)) {
+        snprintf(errbuf, errsize, "%s:3: expected 'rv'", path);
+        goto out;
+    }
+    *rv = strdup(line + 3);
+    line = next_line(&p, end);
+    if (!line || sscanf(line, "count %zu", &count) != 1) {
+        snprintf(errbuf, errsize, "%s:4: expected 'count'", path);
+        goto out;
+    }
+    st = kwb_store_new();
+    if (!*rv || !st) {
+        rc = -ENOMEM;
+        snprintf(errbuf, errsize, "out of memory");
+        goto out;
+    }
+    while ((line = next_line(&p, end))) {
+        char *f[4];
+        lineno++;
+        f[0] = line;
+        for (int i = 1; i < 4; i++) {
+            f[i] = f[i - 1] ? strchr(f[i - 1], '\t') : NULL;
+            if (f[i]) {
+                *f[i]++ = '\0';
+            }
+        }
+        if (!f[3] || unescape_field(f[0]) || unescape_field(f[1]) ||
+            unescape_field(f[2]) || unescape_field(f[3]) || !f[0][0]) {
+            snprintf(errbuf, errsize, "%s:%zu: malformed entry", path,
+                     lineno);
+            goto out;
+        }
+        int prc = kwb_store_put(st, f[0], f[1], f[3], f[2]);
+        if (prc < 0) {
+            rc = prc == -ENOMEM ? -ENOMEM : -EBADMSG;
+            snprintf(errbuf, errsize, "%s:%zu: cannot load entry", path,
+                     lineno);
+            goto out;
+        }
+        got++;
+    }
+    if (p != end || got != count) {
+        snprintf(errbuf, errsize, "%s: %zu entries, header says %zu", path,
+                 got, count);
+        goto out;
+    }
+    *s = st;
+    st = NULL;
+    rc = 0;
+out:
+    if (rc < 0) {
+        free(*rv);
+        *rv = NULL;
+    }
+    kwb_store_free(st);
+    free(buf);
+    if (fd >= 0) {
+        close(fd);
+    }
+    return rc;
+}

@@ -1,0 +1,399 @@
+/*
+ * kube.c - libcurl client for LIST and WATCH. See kube.h.
+ */
+#include "kube.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+
+#include "kubeconfig.h"
+#include "log.h"
+
+#define ERROR_BODY_MAX (64 * 1024)
+
+struct kwb_kube {
+    struct kwb_kube_auth *auth;
+    const struct kwb_config *cfg;
+    CURL *easy;
+    CURLM *multi;
+};
+
+struct xfer {
+    struct kwb_kube *k;
+    struct kwb_kube_resp *r;
+    size_t max_body;
+    int streaming;
+    kwb_kube_data_fn on_data;
+    void *opaque;
+    size_t cap;
+    int64_t last_byte_ms;
+};
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void kwb_kube_resp_reset(struct kwb_kube_resp *r)
+{
+    free(r->body);
+    memset(r, 0, sizeof(*r));
+}
+
+struct kwb_kube *kwb_kube_new(struct kwb_kube_auth *auth,
+                              const struct kwb_config *cfg)
+{
+    struct kwb_kube *k = calloc(1, sizeof(*k));
+
+    if (!k) {
+        return NULL;
+    }
+    k->auth = auth;
+    k->cfg = cfg;
+    k->easy = curl_easy_init();
+    k->multi = curl_multi_init();
+    if (!k->easy || !k->multi) {
+        kwb_kube_free(k);
+        return NULL;
+    }
+    return k;
+}
+
+void kwb_kube_free(struct kwb_kube *k)
+{
+    if (!k) {
+        return;
+    }
+    if (k->multi) {
+        curl_multi_cleanup(k->multi);
+    }
+    if (k->easy) {
+        curl_easy_cleanup(k->easy);
+    }
+    free(k);
+}
+
+int kwb_kube_escape(const char *s, char *out, size_t size)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t j = 0;
+
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        int plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                    (c >= '0' && c <= '9') || c == '-' || c == '.' ||
+                    c == '_' || c == '~';
+        if (j + (plain ? 1 : 3) >= size) {
+            return -1;
+        }
+        if (plain) {
+            out[j++] = (char)c;
+        } else {
+            out[j++] = '%';
+            out[j++] = hex[c >> 4];
+            out[j++] = hex[c & 15];
+        }
+    }
+    out[j] = '\0';
+    return 0;
+}
+
+int kwb_kube_collection_url(const struct kwb_kube *k,
+                            const struct kwb_watch_conf *wc, char *out,
+                            size_t size)
+{
+    const char *server = kwb_kube_auth_server(k->auth);
+    char ns[256] = "";
+    int n;
+
+    if (wc->namespace_) {
+        n = snprintf(ns, sizeof(ns), "/namespaces/%s", wc->namespace_);
+        if (n < 0 || (size_t)n >= sizeof(ns)) {
+            return -1;
+        }
+    }
+    if (wc->group[0]) {
+        n = snprintf(out, size, "%s/apis/%s/%s%s/%s", server, wc->group,
+                     wc->version, ns, wc->resource);
+    } else {
+        n = snprintf(out, size, "%s/api/%s%s/%s", server, wc->version, ns,
+                     wc->resource);
+    }
+    return (n < 0 || (size_t)n >= size) ? -1 : 0;
+}
+
+static int collect(struct xfer *x, const char *data, size_t len,
+                   size_t limit)
+{
+    struct kwb_kube_resp *r = x->r;
+
+    if (r->body_len + len > limit) {
+        r->truncated = 1;
+        return -1;
+    }
+    if (r->body_len + len + 1 > x->cap) {
+        size_t ncap = x->cap ? x->cap * 2 : 65536;
+        while (ncap < r->body_len + len + 1) {
+            ncap *= 2;
+        }
+        char *n = realloc(r->body, ncap);
+        if (!n) {
+            return -1;
+        }
+        r->body = n;
+        x->cap = ncap;
+    }
+    memcpy(r->body + r->body_len, data, len);
+    r->body_len += len;
+    r->body[r->body_len] = '\0';
+    return 0;
+}
+
+static size_t on_write(char *data, size_t size, size_t nmemb, void *opaque)
+{
+    struct xfer *x = opaque;
+    size_t len = size * nmemb;
+    long status = 0;
+
+    x->last_byte_ms = mono_ms();
+    curl_easy_getinfo(x->k->easy, CURLINFO_RESPONSE_CODE, &status);
+    x->r->status = status;
+    if (x->streaming && status == 200) {
+        if (x->on_data(x->opaque, data, len) != 0) {
+            x->r->aborted = 1;
+            return CURL_WRITEFUNC_ERROR;
+        }
+        return len;
+    }
+    if (collect(x, data, len,
+                x->streaming || status != 200 ? ERROR_BODY_MAX
+                                              : x->max_body) < 0) {
+        return x->r->truncated && status != 200 ? len : CURL_WRITEFUNC_ERROR;
+    }
+    return len;
+}
+
+static size_t on_header(char *data, size_t size, size_t nmemb, void *opaque)
+{
+    struct xfer *x = opaque;
+    size_t len = size * nmemb;
+
+    x->last_byte_ms = mono_ms();
+    if (len > 12 && strncasecmp(data, "Retry-After:", 12) == 0) {
+        char buf[64];
+        size_t n = len - 12 < sizeof(buf) - 1 ? len - 12 : sizeof(buf) - 1;
+        memcpy(buf, data + 12, n);
+        buf[n] = '\0';
+        char *end;
+        double v = strtod(buf, &end);
+        if (end != buf && v >= 0 && v < 3600) {
+            x->r->retry_after_s = v;
+        } else {
+            /* An HTTP-date: seconds from now. */
+            time_t t = curl_getdate(buf, NULL);
+            time_t now = time(NULL);
+            if (t > now && t - now < 3600) {
+                x->r->retry_after_s = (double)(t - now);
+            }
+        }
+    }
+    return len;
+}
+
+static int setup(struct kwb_kube *k, const char *url, struct xfer *x,
+                 struct curl_slist **headers, int streaming, int stall_s)
+{
+    CURL *h = k->easy;
+    char err[256] = "";
+
+    curl_easy_reset(h);
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_write);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, x);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, x);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, x->r->errmsg);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT,
+                     (long)k->cfg->connect_timeout_s);
+    curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(h, CURLOPT_TCP_KEEPIDLE, 30L);
+    curl_easy_setopt(h, CURLOPT_TCP_KEEPINTVL, 10L);
+    curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");
+    curl_easy_setopt(h, CURLOPT_USERAGENT, "kube-watch-bridge/" KWB_VERSION);
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    if (stall_s > 0) {
+        /* A watch that receives nothing at all (not even a bookmark) for
+         * stall_s is dead: curl ends it with CURLE_OPERATION_TIMEDOUT. */
+        curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+        curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, (long)stall_s);
+    }
+    if (!streaming) {
+        curl_easy_setopt(h, CURLOPT_TIMEOUT, 300L);
+    }
+    *headers = curl_slist_append(NULL, "Accept: application/json");
+    if (!*headers) {
+        snprintf(x->r->errmsg, sizeof(x->r->errmsg), "out of memory");
+        return -ENOMEM;
+    }
+    int rc = kwb_kube_auth_apply(k->auth, h, headers, err, sizeof(err));
+    if (rc < 0) {
+        snprintf(x->r->errmsg, sizeof(x->r->errmsg), "%s", err);
+        return rc;
+    }
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, *headers);
+    return 0;
+}
+
+/* Run the transfer on the multi handle so stop requests and idle
+ * callbacks are served while it runs. */
+static int run(struct kwb_kube *k, struct xfer *x, kwb_kube_idle_fn on_idle,
+               void *opaque, const atomic_int *stop, int stall_s)
+{
+    int running = 1, rc = 0;
+    CURLMsg *msg;
+    int left;
+    CURLcode code = CURLE_OK;
+
+    curl_multi_add_handle(k->multi, k->easy);
+    x->last_byte_ms = mono_ms();
+    while (running) {
+        if (curl_multi_perform(k->multi, &running) != CURLM_OK) {
+            code = CURLE_FAILED_INIT;
+            break;
+        }
+        if (on_idle && on_idle(opaque) != 0) {
+            x->r->aborted = 1;
+            break;
+        }
+        if (stop && atomic_load(stop)) {
+            x->r->aborted = 1;
+            break;
+        }
+        if (!running) {
+            break;
+        }
+        /* Our own stall guard too: curl's low-speed check needs bytes to
+         * average over, this one sees a silent socket. */
+        if (stall_s > 0 && mono_ms() - x->last_byte_ms > stall_s * 1000L) {
+            x->r->stalled = 1;
+            break;
+        }
+        curl_multi_poll(k->multi, NULL, 0, 100, NULL);
+    }
+    while ((msg = curl_multi_info_read(k->multi, &left))) {
+        if (msg->msg == CURLMSG_DONE) {
+            code = msg->data.result;
+        }
+    }
+    curl_multi_remove_handle(k->multi, k->easy);
+    curl_easy_getinfo(k->easy, CURLINFO_RESPONSE_CODE, &x->r->status);
+    if (x->r->aborted) {
+        return -ECANCELED;
+    }
+    if (x->r->stalled) {
+        snprintf(x->r->errmsg, sizeof(x->r->errmsg),
+                 "no data for %d s (stalled)", stall_s);
+        return -ETIMEDOUT;
+    }
+    x->r->curl_code = (int)code;
+    if (code == CURLE_OPERATION_TIMEDOUT && stall_s > 0) {
+        x->r->stalled = 1;
+        rc = -ETIMEDOUT;
+    } else if (code != CURLE_OK) {
+        rc = -EIO;
+    }
+    if (code != CURLE_OK && !x->r->errmsg[0]) {
+        snprintf(x->r->errmsg, sizeof(x->r->errmsg), "%s",
+                 curl_easy_strerror(code));
+    }
+    return rc;
+}
+
+int kwb_kube_get(struct kwb_kube *k, const char *url, size_t max_body,
+                 const atomic_int *stop, struct kwb_kube_resp *r)
+{
+    struct xfer x = {.k = k, .r = r, .max_body = max_body};
+    struct curl_slist *headers = NULL;
+    int rc;
+
+    kwb_kube_resp_reset(r);
+    rc = setup(k, url, &x, &headers, 0, 0);
+    if (rc == 0) {
+        rc = run(k, &x, NULL, NULL, stop, 0);
+        if (rc == -EIO && r->truncated) {
+            snprintf(r->errmsg, sizeof(r->errmsg),
+                     "response larger than %zu bytes", max_body);
+        }
+    }
+    curl_slist_free_all(headers);
+    if (r->status != 200 && r->body) {
+        kwb_kube_parse_status(r);
+    }
+    return rc;
+}
+
+int kwb_kube_stream(struct kwb_kube *k, const char *url, int stall_s,
+                    kwb_kube_data_fn on_data, kwb_kube_idle_fn on_idle,
+                    void *opaque, const atomic_int *stop,
+                    struct kwb_kube_resp *r)
+{
+    struct xfer x = {.k = k,
+                     .r = r,
+                     .streaming = 1,
+                     .on_data = on_data,
+                     .opaque = opaque};
+    struct curl_slist *headers = NULL;
+    int rc;
+
+    kwb_kube_resp_reset(r);
+    rc = setup(k, url, &x, &headers, 1, stall_s);
+    if (rc == 0) {
+        rc = run(k, &x, on_idle, opaque, stop, stall_s);
+    }
+    curl_slist_free_all(headers);
+    if (r->status != 200 && r->body) {
+        kwb_kube_parse_status(r);
+    }
+    return rc;
+}
+
+void kwb_kube_parse_status(struct kwb_kube_resp *r)
+{
+    cJSON *root = cJSON_ParseWithLength(r->body, r->body_len);
+    const cJSON *msg, *reason;
+
+    if (!cJSON_IsObject(root)) {
+        /* Not a Status (an HTML error page from a proxy, say): keep a
+         * short, printable excerpt for the log. */
+        size_t j = 0;
+        char ex[120];
+        for (size_t i = 0; i < r->body_len && j + 1 < sizeof(ex); i++) {
+            unsigned char c = (unsigned char)r->body[i];
+            ex[j++] = (c >= 0x20 && c < 0x7f) ? (char)c : ' ';
+        }
+        ex[j] = '\0';
+        snprintf(r->errmsg, sizeof(r->errmsg), "non-Status body: %s", ex);
+        cJSON_Delete(root);
+        return;
+    }
+    msg = cJSON_GetObjectItemCaseSensitive(root, "message");
+    reason = cJSON_GetObjectItemCaseSensitive(root, "reason");
+    if (cJSON_IsString(msg)) {
+        snprintf(r->errmsg, sizeof(r->errmsg), "%s", msg->valuestring);
+    }
+    if (cJSON_IsString(reason)) {
+        snprintf(r->reason, sizeof(r->reason), "%s", reason->valuestring);
+    }
+    cJSON_Delete(root);
+}

@@ -1,0 +1,898 @@
+/*
+ * pipeline.c - sinks, acknowledgements, dead letters and checkpoints.
+ * See pipeline.h.
+ *
+ * Ordering model:
+ * - in-flight list: every batch in hand-off order; each sink walks it with
+ *   its own cursor, so every sink sees the events in the same order.
+ * - per-watch FIFO: the watch's batches in stream order. An item is
+ *   applied to the watch's committed store (and moves its resume RV) only
+ *   when it and every item before it are acknowledged by every sink: the
+ *   checkpoint is a low-water mark, never a high one.
+ * - tokens are item addresses: items never move after hand-off.
+ */
+#include "pipeline.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "checkpoint.h"
+#include "event.h"
+#include "log.h"
+#include "sink.h"
+
+/* ---- batches (built on watch threads) ---------------------------------- */
+
+struct kwb_batch *kwb_batch_new(size_t watch)
+{
+    struct kwb_batch *b = calloc(1, sizeof(*b));
+
+    if (b) {
+        b->watch = watch;
+    }
+    return b;
+}
+
+void kwb_batch_free(struct kwb_batch *b)
+{
+    if (!b) {
+        return;
+    }
+    free(b->json);
+    free(b->str);
+    free(b->items);
+    free(b);
+}
+
+void kwb_batch_reset(struct kwb_batch *b)
+{
+    b->json_len = 0;
+    b->str_len = 0;
+    b->n_items = 0;
+    b->n_events = 0;
+    b->applied = 0;
+    b->next = b->prev = b->w_next = NULL;
+}
+
+static int grow_buf(char **buf, size_t *cap, size_t need)
+{
+    size_t ncap = *cap ? *cap : 4096;
+    char *n;
+
+    while (ncap < need) {
+        ncap *= 2;
+    }
+    if (ncap == *cap) {
+        return 0;
+    }
+    n = realloc(*buf, ncap);
+    if (!n) {
+        return -ENOMEM;
+    }
+    *buf = n;
+    *cap = ncap;
+    return 0;
+}
+
+uint32_t kwb_batch_str(struct kwb_batch *b, const char *s, size_t len)
+{
+    uint32_t off;
+
+    if (b->str_len + len + 1 > UINT32_MAX - 1 ||
+        grow_buf(&b->str, &b->str_cap, b->str_len + len + 1) < 0) {
+        return KWB_NO_OFF;
+    }
+    off = (uint32_t)b->str_len;
+    memcpy(b->str + off, s, len);
+    b->str[off + len] = '\0';
+    b->str_len += len + 1;
+    return off;
+}
+
+char *kwb_batch_json_reserve(struct kwb_batch *b, size_t n)
+{
+    if (grow_buf(&b->json, &b->json_cap, b->json_len + n) < 0) {
+        return NULL;
+    }
+    return b->json + b->json_len;
+}
+
+struct kwb_item *kwb_batch_item(struct kwb_batch *b)
+{
+    struct kwb_item *it;
+
+    if (b->n_items == b->items_cap) {
+        size_t ncap = b->items_cap ? b->items_cap * 2 : 64;
+        struct kwb_item *n = realloc(b->items, ncap * sizeof(*n));
+        if (!n) {
+            return NULL;
+        }
+        b->items = n;
+        b->items_cap = ncap;
+    }
+    it = &b->items[b->n_items++];
+    memset(it, 0, sizeof(*it));
+    it->uid = it->rv = it->name = it->ns = KWB_NO_OFF;
+    it->kind = it->api_version = it->resume_rv = KWB_NO_OFF;
+    return it;
+}
+
+int kwb_batch_mark(struct kwb_batch *b, const char *rv)
+{
+    struct kwb_item *it = kwb_batch_item(b);
+
+    if (!it) {
+        return -ENOMEM;
+    }
+    it->item_kind = KWB_ITEM_MARK;
+    it->resume_rv = kwb_batch_str(b, rv, strlen(rv));
+    if (it->resume_rv == KWB_NO_OFF) {
+        b->n_items--;
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+/* ---- the pipeline ------------------------------------------------------ */
+
+struct retry {
+    struct kwb_item *it;
+    int64_t due_ms;
+};
+
+struct psink {
+    const struct kwb_sink_ops *ops;
+    void *state;
+    const struct kwb_sink_conf *conf;
+    struct kwb_sink_stats *stats;
+    struct kwb_pipeline *p;
+    int dl_fd; /* dead-letter file, -1 when not configured */
+    struct kwb_batch *cur; /* next item to submit: cur->items[cur_idx] */
+    size_t cur_idx;
+    int blocked; /* last submit said -EAGAIN */
+    size_t unacked; /* submitted, not acked */
+    struct retry *retries;
+    size_t n_retries, retries_cap;
+    double retry_delay_s;
+};
+
+struct pwatch {
+    struct kwb_batch *head, *tail;
+    struct kwb_store *committed;
+    char *resume_rv;
+    int dirty;
+    int64_t unckpt_events;
+};
+
+struct kwb_pipeline {
+    const struct kwb_config *cfg;
+    struct kwb_metrics *metrics;
+
+    pthread_mutex_t lock; /* guards q_head/q_tail, held, stopping */
+    pthread_cond_t wake;  /* pipeline thread: work arrived */
+    pthread_cond_t space; /* workers: room below queue_events */
+    struct kwb_batch *q_head, *q_tail;
+    size_t held; /* items queued or in flight */
+    int stopping;
+    int64_t deadline_ms;
+    int thread_started;
+    pthread_t thread;
+
+    /* pipeline thread only */
+    struct kwb_batch *if_head, *if_tail;
+    struct psink *sinks;
+    size_t n_sinks;
+    struct pwatch *watches;
+    size_t n_watches;
+    int64_t last_ckpt_ms;
+    int unacked_at_stop;
+};
+
+static const char *item_str(const struct kwb_batch *b, uint32_t off)
+{
+    return off == KWB_NO_OFF ? "" : b->str + off;
+}
+
+static void sink_log(int level, const char *sink_name, const char *fmt, ...)
+{
+    va_list ap;
+    const char *kv[] = {"sink", sink_name, NULL};
+
+    if (!kwb_log_enabled(level)) {
+        return;
+    }
+    va_start(ap, fmt);
+    kwb_log_kvv(level, "sink", kv, fmt, ap);
+    va_end(ap);
+}
+
+static void on_ack(void *opaque, uint64_t token, enum kwb_ack_status status,
+                   const char *reason);
+
+struct kwb_pipeline *kwb_pipeline_new(const struct kwb_config *cfg,
+                                      struct kwb_metrics *metrics,
+                                      struct kwb_pipeline_watch_init *winit,
+                                      char *errbuf, size_t errsize)
+{
+    struct kwb_pipeline *p = calloc(1, sizeof(*p));
+    size_t i;
+
+    if (!p) {
+        snprintf(errbuf, errsize, "out of memory");
+        return NULL;
+    }
+    p->cfg = cfg;
+    p->metrics = metrics;
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_cond_init(&p->wake, NULL);
+    pthread_cond_init(&p->space, NULL);
+    p->n_sinks = cfg->n_sinks;
+    p->n_watches = cfg->n_watches;
+    p->sinks = calloc(p->n_sinks ? p->n_sinks : 1, sizeof(*p->sinks));
+    p->watches = calloc(p->n_watches ? p->n_watches : 1, sizeof(*p->watches));
+    if (!p->sinks || !p->watches) {
+        snprintf(errbuf, errsize, "out of memory");
+        goto fail;
+    }
+    for (i = 0; i < p->n_sinks; i++) {
+        p->sinks[i].dl_fd = -1;
+    }
+    for (i = 0; i < p->n_sinks; i++) {
+        const struct kwb_sink_conf *sc = &cfg->sinks[i];
+        struct psink *s = &p->sinks[i];
+        struct kwb_sink_env env = {
+            .name = sc->name,
+            .cluster = cfg->cluster_name,
+            .ack = on_ack,
+            .ack_opaque = s,
+            .log = sink_log,
+            .conf_file = cfg->path,
+        };
+        char err[512] = "";
+
+        s->p = p;
+        s->conf = sc;
+        s->stats = &metrics->sinks[i];
+        s->retry_delay_s = cfg->sink_retry_initial_s;
+        s->ops = kwb_sink_find(sc->type);
+        if (!s->ops) {
+            snprintf(errbuf, errsize, "%s:%d: unknown sink type '%s'",
+                     cfg->path, sc->line, sc->type);
+            goto fail;
+        }
+        s->state = s->ops->init(sc->group, &env, err, sizeof(err));
+        if (!s->state) {
+            snprintf(errbuf, errsize, "%s:%d: sink '%s': %s", cfg->path,
+                     sc->line, sc->name, err);
+            goto fail;
+        }
+        if (sc->dead_letter_path) {
+            s->dl_fd = open(sc->dead_letter_path,
+                            O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+            if (s->dl_fd < 0) {
+                snprintf(errbuf, errsize, "%s:%d: sink '%s': %s: %s",
+                         cfg->path, sc->line, sc->name,
+                         sc->dead_letter_path, strerror(errno));
+                goto fail;
+            }
+        }
+    }
+    for (i = 0; i < p->n_watches; i++) {
+        p->watches[i].committed = winit[i].committed;
+        if (winit[i].resume_rv) {
+            p->watches[i].resume_rv = strdup(winit[i].resume_rv);
+        }
+    }
+    /* Ownership of the stores moved only now that nothing can fail. */
+    for (i = 0; i < p->n_watches; i++) {
+        winit[i].committed = NULL;
+    }
+    return p;
+fail:
+    for (i = 0; p->sinks && i < p->n_sinks; i++) {
+        if (p->sinks[i].ops && p->sinks[i].state) {
+            p->sinks[i].ops->close(p->sinks[i].state);
+        }
+        if (p->sinks[i].dl_fd >= 0) {
+            close(p->sinks[i].dl_fd);
+        }
+    }
+    free(p->sinks);
+    free(p->watches);
+    pthread_mutex_destroy(&p->lock);
+    pthread_cond_destroy(&p->wake);
+    pthread_cond_destroy(&p->space);
+    free(p);
+    return NULL;
+}
+
+int kwb_pipeline_push(struct kwb_pipeline *p, struct kwb_batch *b,
+                      const volatile int *stop)
+{
+    if (b->n_items == 0) {
+        kwb_batch_free(b);
+        return 0;
+    }
+    pthread_mutex_lock(&p->lock);
+    /* Backpressure: wait while the pipeline holds too much. A batch larger
+     * than the whole bound is still accepted when the pipeline is empty. */
+    while (p->held > 0 && p->held + b->n_items > p->cfg->queue_events &&
+           !(stop && *stop)) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 100 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&p->space, &p->lock, &ts);
+    }
+    if (stop && *stop && p->held > 0 &&
+        p->held + b->n_items > p->cfg->queue_events) {
+        pthread_mutex_unlock(&p->lock);
+        kwb_batch_free(b);
+        return -ECANCELED;
+    }
+    b->next = NULL;
+    if (p->q_tail) {
+        p->q_tail->next = b;
+    } else {
+        p->q_head = b;
+    }
+    p->q_tail = b;
+    p->held += b->n_items;
+    atomic_store_explicit(&p->metrics->queue_events, (int64_t)p->held,
+                          memory_order_relaxed);
+    pthread_cond_signal(&p->wake);
+    pthread_mutex_unlock(&p->lock);
+    return 0;
+}
+
+/* Take every queued batch into the in-flight list and the watch FIFOs. */
+static int take_queued(struct kwb_pipeline *p)
+{
+    struct kwb_batch *b, *next;
+    int n = 0;
+
+    pthread_mutex_lock(&p->lock);
+    b = p->q_head;
+    p->q_head = p->q_tail = NULL;
+    pthread_mutex_unlock(&p->lock);
+
+    for (; b; b = next) {
+        struct pwatch *w = &p->watches[b->watch];
+        next = b->next;
+        for (size_t i = 0; i < b->n_items; i++) {
+            struct kwb_item *it = &b->items[i];
+            it->batch = b;
+            it->pending = it->item_kind == KWB_ITEM_EVENT
+                              ? (uint8_t)p->n_sinks
+                              : 0;
+        }
+        w->unckpt_events += (int64_t)b->n_events;
+        atomic_store_explicit(&p->metrics->watches[b->watch].checkpoint_lag,
+                              w->unckpt_events, memory_order_relaxed);
+        b->next = NULL;
+        b->prev = p->if_tail;
+        if (p->if_tail) {
+            p->if_tail->next = b;
+        } else {
+            p->if_head = b;
+        }
+        p->if_tail = b;
+        b->w_next = NULL;
+        if (w->tail) {
+            w->tail->w_next = b;
+        } else {
+            w->head = b;
+        }
+        w->tail = b;
+        for (size_t s = 0; s < p->n_sinks; s++) {
+            if (!p->sinks[s].cur) {
+                p->sinks[s].cur = b;
+                p->sinks[s].cur_idx = 0;
+            }
+        }
+        n++;
+    }
+    return n;
+}
+
+static void fill_sink_event(const struct kwb_pipeline *p,
+                            const struct kwb_item *it,
+                            struct kwb_sink_event *ev)
+{
+    const struct kwb_batch *b = it->batch;
+    const struct kwb_watch_conf *wc = &p->cfg->watches[b->watch];
+
+    ev->json = b->json + it->json_off;
+    ev->json_len = it->json_len;
+    ev->type = kwb_ev_type_names[it->type];
+    ev->kind = item_str(b, it->kind);
+    ev->api_version = item_str(b, it->api_version);
+    ev->resource = wc->resource;
+    ev->namespace_ = item_str(b, it->ns);
+    ev->name = item_str(b, it->name);
+    ev->uid = item_str(b, it->uid);
+    ev->resource_version = item_str(b, it->rv);
+    ev->cluster = p->cfg->cluster_name;
+    ev->watch_id = wc->id;
+}
+
+static void schedule_retry(struct psink *s, struct kwb_item *it)
+{
+    int64_t now = kwb_now_ms();
+    double d = s->retry_delay_s;
+
+    if (s->n_retries == s->retries_cap) {
+        size_t ncap = s->retries_cap ? s->retries_cap * 2 : 16;
+        struct retry *n = realloc(s->retries, ncap * sizeof(*n));
+        if (!n) {
+            /* Cannot remember it: retry on the next loop turn instead of
+             * losing it. */
+            KWB_ERROR("pipeline", "out of memory scheduling a retry");
+            return;
+        }
+        s->retries = n;
+        s->retries_cap = ncap;
+    }
+    s->retries[s->n_retries].it = it;
+    s->retries[s->n_retries].due_ms = now + (int64_t)(d * 1000.0);
+    s->n_retries++;
+    s->retry_delay_s = d * 2 > s->p->cfg->sink_retry_max_s
+                           ? s->p->cfg->sink_retry_max_s
+                           : d * 2;
+    atomic_fetch_add_explicit(&s->stats->retries, 1, memory_order_relaxed);
+}
+
+static void item_acked(struct kwb_pipeline *p, struct kwb_item *it);
+
+/* A permanent failure: to the dead letter when configured. 0 when the
+ * event is now accounted for. */
+static int dead_letter(struct psink *s, struct kwb_item *it,
+                       const char *reason)
+{
+    char head[1024];
+    size_t pos = 0;
+    struct kwb_batch *b = it->batch;
+    const char *tail = "}\n";
+
+    if (s->dl_fd < 0) {
+        return -ENOENT;
+    }
+    memcpy(head, "{\"reason\":\"", 11);
+    pos = 11;
+    kwb_json_escape_append(head, sizeof(head) - 32, &pos,
+                           reason ? reason : "unknown");
+    {
+        const char *mid = "\",\"sink\":\"";
+        size_t ml = strlen(mid);
+        memcpy(head + pos, mid, ml);
+        pos += ml;
+    }
+    kwb_json_escape_append(head, sizeof(head) - 16, &pos, s->conf->name);
+    memcpy(head + pos, "\",\"event\":", 10);
+    pos += 10;
+
+    /* One writev-like sequence; the record is complete only after fsync. */
+    char *rec = malloc(pos + it->json_len + 2);
+    if (!rec) {
+        return -ENOMEM;
+    }
+    memcpy(rec, head, pos);
+    memcpy(rec + pos, b->json + it->json_off, it->json_len);
+    memcpy(rec + pos + it->json_len, tail, 2);
+    size_t total = pos + it->json_len + 2, off = 0;
+    int rc = 0;
+    while (off < total) {
+        ssize_t w = write(s->dl_fd, rec + off, total - off);
+        if (w < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            rc = -errno;
+            break;
+        }
+        off += (size_t)w;
+    }
+    free(rec);
+    if (rc == 0 && fsync(s->dl_fd) < 0) {
+        rc = -errno;
+    }
+    if (rc < 0) {
+        const char *kv[] = {"sink", s->conf->name, NULL};
+        kwb_log_kv(KWB_LOG_ERROR, "pipeline", kv,
+                   "cannot write dead letter %s: %s",
+                   s->conf->dead_letter_path, strerror(-rc));
+    }
+    return rc;
+}
+
+static void on_ack(void *opaque, uint64_t token, enum kwb_ack_status status,
+                   const char *reason)
+{
+    struct psink *s = opaque;
+    struct kwb_pipeline *p = s->p;
+    struct kwb_item *it = (struct kwb_item *)(uintptr_t)token;
+
+    if (s->unacked > 0) {
+        s->unacked--;
+    }
+    if (status == KWB_ACK_OK) {
+        atomic_fetch_add_explicit(&s->stats->acked, 1, memory_order_relaxed);
+        s->retry_delay_s = p->cfg->sink_retry_initial_s;
+        item_acked(p, it);
+        return;
+    }
+    if (status == KWB_ACK_FAIL && dead_letter(s, it, reason) == 0) {
+        const char *kv[] = {"sink", s->conf->name, "uid",
+                            item_str(it->batch, it->uid), "rv",
+                            item_str(it->batch, it->rv), NULL};
+        kwb_log_kv(KWB_LOG_WARN, "pipeline", kv,
+                   "event dead-lettered: %s", reason ? reason : "unknown");
+        atomic_fetch_add_explicit(&s->stats->dead_letter, 1,
+                                  memory_order_relaxed);
+        item_acked(p, it);
+        return;
+    }
+    {
+        const char *kv[] = {"sink", s->conf->name, "uid",
+                            item_str(it->batch, it->uid), NULL};
+        kwb_log_kv(KWB_LOG_WARN, "pipeline", kv,
+                   "delivery failed (%s), retrying in %.1fs: %s",
+                   status == KWB_ACK_FAIL ? "permanent, no dead_letter_path"
+                                          : "transient",
+                   s->retry_delay_s, reason ? reason : "unknown");
+    }
+    schedule_retry(s, it);
+}
+
+/* Submit one item to sink s; returns 0, -EAGAIN, or handles rejection. */
+static int submit_one(struct kwb_pipeline *p, struct psink *s,
+                      struct kwb_item *it)
+{
+    struct kwb_sink_event ev;
+    int rc;
+
+    fill_sink_event(p, it, &ev);
+    rc = s->ops->submit(s->state, &ev, (uint64_t)(uintptr_t)it);
+    if (rc == 0) {
+        s->unacked++;
+        return 0;
+    }
+    if (rc == -EAGAIN) {
+        return rc;
+    }
+    /* Rejected: never acked by the sink, so account for it here. */
+    s->unacked++;
+    on_ack(s, (uint64_t)(uintptr_t)it, KWB_ACK_FAIL, strerror(-rc));
+    return 0;
+}
+
+static void submit_sink(struct kwb_pipeline *p, struct psink *s)
+{
+    int64_t now = kwb_now_ms();
+
+    /* Due retries first: they are older than anything new. */
+    for (size_t i = 0; i < s->n_retries;) {
+        if (s->retries[i].due_ms > now) {
+            i++;
+            continue;
+        }
+        struct kwb_item *it = s->retries[i].it;
+        if (submit_one(p, s, it) == -EAGAIN) {
+            return;
+        }
+        memmove(&s->retries[i], &s->retries[i + 1],
+                (s->n_retries - i - 1) * sizeof(*s->retries));
+        s->n_retries--;
+    }
+    while (s->cur) {
+        struct kwb_batch *b = s->cur;
+        while (s->cur_idx < b->n_items) {
+            struct kwb_item *it = &b->items[s->cur_idx];
+            if (it->item_kind == KWB_ITEM_EVENT &&
+                submit_one(p, s, it) == -EAGAIN) {
+                s->blocked = 1;
+                return;
+            }
+            s->cur_idx++;
+        }
+        if (!b->next) {
+            return; /* stay at the end of the last batch */
+        }
+        s->cur = b->next;
+        s->cur_idx = 0;
+    }
+    s->blocked = 0;
+}
+
+static int apply_item(struct pwatch *w, const struct kwb_item *it)
+{
+    const struct kwb_batch *b = it->batch;
+    int rc = 0;
+
+    if (it->item_kind != KWB_ITEM_MARK) {
+        if (it->type == KWB_EV_DELETED) {
+            kwb_store_del(w->committed, item_str(b, it->uid));
+        } else {
+            rc = kwb_store_put(w->committed, item_str(b, it->uid),
+                               item_str(b, it->rv), item_str(b, it->name),
+                               item_str(b, it->ns));
+        }
+        w->dirty = 1;
+    }
+    if (it->resume_rv != KWB_NO_OFF) {
+        char *rv = strdup(b->str + it->resume_rv);
+        if (rv) {
+            free(w->resume_rv);
+            w->resume_rv = rv;
+            w->dirty = 1;
+        } else {
+            rc = -ENOMEM;
+        }
+    }
+    if (it->item_kind == KWB_ITEM_EVENT) {
+        w->unckpt_events--;
+    }
+    return rc;
+}
+
+static void release_batch(struct kwb_pipeline *p, struct kwb_batch *b)
+{
+    size_t n = b->n_items;
+
+    for (size_t s = 0; s < p->n_sinks; s++) {
+        if (p->sinks[s].cur == b) {
+            p->sinks[s].cur = b->next;
+            p->sinks[s].cur_idx = 0;
+        }
+    }
+    if (b->prev) {
+        b->prev->next = b->next;
+    } else {
+        p->if_head = b->next;
+    }
+    if (b->next) {
+        b->next->prev = b->prev;
+    } else {
+        p->if_tail = b->prev;
+    }
+    kwb_batch_free(b);
+    pthread_mutex_lock(&p->lock);
+    p->held -= n;
+    atomic_store_explicit(&p->metrics->queue_events, (int64_t)p->held,
+                          memory_order_relaxed);
+    pthread_cond_broadcast(&p->space);
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* Move the watch's low-water mark over every fully acked item. */
+static void advance_watch(struct kwb_pipeline *p, size_t wi)
+{
+    struct pwatch *w = &p->watches[wi];
+
+    while (w->head) {
+        struct kwb_batch *b = w->head;
+        while (b->applied < b->n_items && b->items[b->applied].pending == 0) {
+            if (apply_item(w, &b->items[b->applied]) < 0) {
+                KWB_ERROR("pipeline", "out of memory applying checkpoint "
+                                      "state; will retry");
+                return;
+            }
+            b->applied++;
+        }
+        if (b->applied < b->n_items) {
+            break;
+        }
+        /* A sink cursor may still be inside b only at its very end. */
+        w->head = b->w_next;
+        if (!w->head) {
+            w->tail = NULL;
+        }
+        release_batch(p, b);
+    }
+    atomic_store_explicit(&p->metrics->watches[wi].checkpoint_lag,
+                          w->unckpt_events, memory_order_relaxed);
+}
+
+static void item_acked(struct kwb_pipeline *p, struct kwb_item *it)
+{
+    (void)p;
+    if (it->pending > 0) {
+        it->pending--;
+    }
+}
+
+static void write_checkpoints(struct kwb_pipeline *p, int force)
+{
+    int64_t now = kwb_now_ms();
+
+    if (!force && now - p->last_ckpt_ms < p->cfg->checkpoint_interval_ms) {
+        return;
+    }
+    p->last_ckpt_ms = now;
+    for (size_t i = 0; i < p->n_watches; i++) {
+        struct pwatch *w = &p->watches[i];
+        char err[512];
+        if (!w->dirty || !w->resume_rv) {
+            continue;
+        }
+        if (kwb_checkpoint_write(p->cfg->state_dir, p->cfg->watches[i].id,
+                                 w->resume_rv, w->committed, err,
+                                 sizeof(err)) < 0) {
+            const char *kv[] = {"watch", p->cfg->watches[i].id, NULL};
+            kwb_log_kv(KWB_LOG_ERROR, "checkpoint", kv,
+                       "cannot write checkpoint: %s", err);
+            continue;
+        }
+        w->dirty = 0;
+    }
+}
+
+static int inflight_empty(const struct kwb_pipeline *p)
+{
+    return p->if_head == NULL;
+}
+
+static void *pipeline_main(void *arg)
+{
+    struct kwb_pipeline *p = arg;
+
+    for (;;) {
+        int stopping, work = 0, acks = 0;
+        int64_t now = kwb_now_ms();
+
+        atomic_store_explicit(&p->metrics->heartbeat_ms, now,
+                              memory_order_relaxed);
+        work += take_queued(p);
+        for (size_t s = 0; s < p->n_sinks; s++) {
+            submit_sink(p, &p->sinks[s]);
+        }
+        for (size_t s = 0; s < p->n_sinks; s++) {
+            int rc = p->sinks[s].ops->poll_acks(p->sinks[s].state, 0);
+            if (rc > 0) {
+                acks += rc;
+            }
+        }
+        for (size_t w = 0; w < p->n_watches; w++) {
+            advance_watch(p, w);
+        }
+        pthread_mutex_lock(&p->lock);
+        stopping = p->stopping;
+        pthread_mutex_unlock(&p->lock);
+        write_checkpoints(p, 0);
+
+        if (stopping) {
+            int queued;
+            pthread_mutex_lock(&p->lock);
+            queued = p->q_head != NULL;
+            pthread_mutex_unlock(&p->lock);
+            if ((!queued && inflight_empty(p)) ||
+                kwb_now_ms() >= p->deadline_ms) {
+                break;
+            }
+        }
+        if (work || acks) {
+            continue;
+        }
+        /* Idle: sleep until a batch arrives, briefly when sinks have
+         * events in flight (their acks come through polling). */
+        int unacked = 0;
+        for (size_t s = 0; s < p->n_sinks; s++) {
+            if (p->sinks[s].unacked || p->sinks[s].n_retries) {
+                unacked = 1;
+            }
+        }
+        int wait_ms = unacked ? 2 : 50;
+        pthread_mutex_lock(&p->lock);
+        if (!p->q_head && !p->stopping) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += (long)wait_ms * 1000000L;
+            while (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&p->wake, &p->lock, &ts);
+        }
+        pthread_mutex_unlock(&p->lock);
+    }
+
+    /* Give the sinks the rest of the deadline, then account. */
+    for (size_t s = 0; s < p->n_sinks; s++) {
+        p->sinks[s].ops->flush(p->sinks[s].state, p->deadline_ms);
+    }
+    for (size_t w = 0; w < p->n_watches; w++) {
+        advance_watch(p, w);
+    }
+    write_checkpoints(p, 1);
+    p->unacked_at_stop = !inflight_empty(p);
+    return NULL;
+}
+
+int kwb_pipeline_start(struct kwb_pipeline *p)
+{
+    int rc;
+
+    for (size_t i = 0; i < p->n_sinks; i++) {
+        struct psink *s = &p->sinks[i];
+        if (s->ops->start) {
+            rc = s->ops->start(s->state);
+            if (rc < 0) {
+                const char *kv[] = {"sink", s->conf->name, NULL};
+                kwb_log_kv(KWB_LOG_ERROR, "pipeline", kv,
+                           "cannot start sink: %s", strerror(-rc));
+                return rc;
+            }
+        }
+        atomic_store(&s->stats->ready,
+                     s->ops->ready ? s->ops->ready(s->state) : 1);
+    }
+    p->last_ckpt_ms = kwb_now_ms();
+    rc = pthread_create(&p->thread, NULL, pipeline_main, p);
+    if (rc != 0) {
+        return -rc;
+    }
+    p->thread_started = 1;
+    return 0;
+}
+
+int kwb_pipeline_stop(struct kwb_pipeline *p, int64_t deadline_ms)
+{
+    if (!p || !p->thread_started) {
+        return 0;
+    }
+    pthread_mutex_lock(&p->lock);
+    p->stopping = 1;
+    p->deadline_ms = deadline_ms;
+    pthread_cond_signal(&p->wake);
+    pthread_cond_broadcast(&p->space);
+    pthread_mutex_unlock(&p->lock);
+    pthread_join(p->thread, NULL);
+    p->thread_started = 0;
+    return p->unacked_at_stop ? -ETIMEDOUT : 0;
+}
+
+void kwb_pipeline_free(struct kwb_pipeline *p)
+{
+    struct kwb_batch *b, *next;
+
+    if (!p) {
+        return;
+    }
+    for (size_t i = 0; i < p->n_sinks; i++) {
+        if (p->sinks[i].ops && p->sinks[i].state) {
+            p->sinks[i].ops->close(p->sinks[i].state);
+        }
+        if (p->sinks[i].dl_fd >= 0) {
+            close(p->sinks[i].dl_fd);
+        }
+        free(p->sinks[i].retries);
+    }
+    for (b = p->if_head; b; b = next) {
+        next = b->next;
+        kwb_batch_free(b);
+    }
+    for (b = p->q_head; b; b = next) {
+        next = b->next;
+        kwb_batch_free(b);
+    }
+    for (size_t i = 0; i < p->n_watches; i++) {
+        kwb_store_free(p->watches[i].committed);
+        free(p->watches[i].resume_rv);
+    }
+    free(p->sinks);
+    free(p->watches);
+    pthread_mutex_destroy(&p->lock);
+    pthread_cond_destroy(&p->wake);
+    pthread_cond_destroy(&p->space);
+    free(p);
+}

@@ -1,0 +1,495 @@
+/*
+ * store.c - known objects of one watch. See store.h.
+ *
+ * Open addressing with linear probing over {hash, record*} slots; a record
+ * is one allocation: header, uid (16 bytes when it is a canonical
+ * lower-case UUID, else the raw string), rv and name, NUL-terminated.
+ * Namespaces are interned once per store. Deletion uses backward-shift so
+ * no tombstones accumulate under churn.
+ */
+#include "store.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define REC_UUID 0x1u
+
+struct rec {
+    const char *ns; /* interned, "" for cluster-scoped */
+    uint32_t gen;
+    uint8_t flags;
+    uint8_t uid_len; /* raw length, or 16 when packed */
+    uint8_t rv_len;
+    uint8_t name_len;
+    char data[]; /* uid, rv "\0", name "\0" */
+};
+
+struct slot {
+    uint64_t hash; /* 0 = empty */
+    struct rec *rec;
+};
+
+struct kwb_store {
+    struct slot *slots;
+    size_t cap; /* power of two */
+    size_t count;
+    uint32_t gen;
+    char **ns; /* interned namespaces, open addressing */
+    size_t ns_cap, ns_count;
+    size_t rec_bytes;
+};
+
+static uint64_t hash_bytes(const char *p, size_t n)
+{
+    /* FNV-1a, then a final mix; never 0 (0 marks an empty slot). */
+    uint64_t h = 1469598103934665603ull;
+
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)p[i];
+        h *= 1099511628211ull;
+    }
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+    return h ? h : 1;
+}
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    return -1;
+}
+
+/* Pack a canonical lower-case UUID into 16 bytes; 0 on success. */
+static int uuid_pack(const char *uid, size_t len, unsigned char out[16])
+{
+    size_t j = 0;
+
+    if (len != 36) {
+        return -1;
+    }
+    for (size_t i = 0; i < 36;) {
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (uid[i] != '-') {
+                return -1;
+            }
+            i++;
+            continue;
+        }
+        int hi = hexval(uid[i]), lo = hexval(uid[i + 1]);
+        if (hi < 0 || lo < 0) {
+            return -1;
+        }
+        out[j++] = (unsigned char)(hi << 4 | lo);
+        i += 2;
+    }
+    return 0;
+}
+
+static void uuid_unpack(const unsigned char in[16], char out[37])
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t j = 0;
+
+    for (size_t i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10) {
+            out[j++] = '-';
+        }
+        out[j++] = hex[in[i] >> 4];
+        out[j++] = hex[in[i] & 15];
+    }
+    out[j] = '\0';
+}
+
+static const char *rec_rv(const struct rec *r)
+{
+    return r->data + r->uid_len;
+}
+
+static const char *rec_name(const struct rec *r)
+{
+    return r->data + r->uid_len + r->rv_len + 1;
+}
+
+static int rec_uid_eq(const struct rec *r, const char *uid, size_t len,
+                      const unsigned char *packed)
+{
+    if (r->flags & REC_UUID) {
+        return packed && memcmp(r->data, packed, 16) == 0;
+    }
+    return !packed && r->uid_len == len && memcmp(r->data, uid, len) == 0;
+}
+
+static void fill_entry(const struct rec *r, struct kwb_store_entry *e)
+{
+    if (r->flags & REC_UUID) {
+        uuid_unpack((const unsigned char *)r->data, e->uidbuf);
+    } else {
+        memcpy(e->uidbuf, r->data, r->uid_len);
+        e->uidbuf[r->uid_len] = '\0';
+    }
+    e->uid = e->uidbuf;
+    e->rv = rec_rv(r);
+    e->name = rec_name(r);
+    e->namespace_ = r->ns;
+}
+
+struct kwb_store *kwb_store_new(void)
+{
+    struct kwb_store *s = calloc(1, sizeof(*s));
+
+    if (!s) {
+        return NULL;
+    }
+    s->cap = 64;
+    s->slots = calloc(s->cap, sizeof(*s->slots));
+    s->ns_cap = 16;
+    s->ns = calloc(s->ns_cap, sizeof(*s->ns));
+    if (!s->slots || !s->ns) {
+        kwb_store_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+void kwb_store_free(struct kwb_store *s)
+{
+    if (!s) {
+        return;
+    }
+    for (size_t i = 0; s->slots && i < s->cap; i++) {
+        free(s->slots[i].rec);
+    }
+    for (size_t i = 0; s->ns && i < s->ns_cap; i++) {
+        free(s->ns[i]);
+    }
+    free(s->slots);
+    free(s->ns);
+    free(s);
+}
+
+size_t kwb_store_count(const struct kwb_store *s)
+{
+    return s->count;
+}
+
+static const char *intern_ns(struct kwb_store *s, const char *ns)
+{
+    size_t len = strlen(ns);
+    uint64_t h;
+    size_t i;
+
+    if (len == 0) {
+        return "";
+    }
+    if ((s->ns_count + 1) * 2 > s->ns_cap) {
+        size_t ncap = s->ns_cap * 2;
+        char **n = calloc(ncap, sizeof(*n));
+        if (!n) {
+            return NULL;
+        }
+        for (size_t k = 0; k < s->ns_cap; k++) {
+            if (!s->ns[k]) {
+                continue;
+            }
+            size_t j = hash_bytes(s->ns[k], strlen(s->ns[k])) & (ncap - 1);
+            while (n[j]) {
+                j = (j + 1) & (ncap - 1);
+            }
+            n[j] = s->ns[k];
+        }
+        free(s->ns);
+        s->ns = n;
+        s->ns_cap = ncap;
+    }
+    h = hash_bytes(ns, len);
+    for (i = h & (s->ns_cap - 1); s->ns[i]; i = (i + 1) & (s->ns_cap - 1)) {
+        if (strcmp(s->ns[i], ns) == 0) {
+            return s->ns[i];
+        }
+    }
+    s->ns[i] = strdup(ns);
+    if (!s->ns[i]) {
+        return NULL;
+    }
+    s->ns_count++;
+    return s->ns[i];
+}
+
+/* Find the slot of uid, or the empty slot where it would go. */
+static size_t find_slot(const struct kwb_store *s, const char *uid,
+                        size_t len, const unsigned char *packed,
+                        uint64_t h)
+{
+    size_t i = h & (s->cap - 1);
+
+    while (s->slots[i].hash) {
+        if (s->slots[i].hash == h &&
+            rec_uid_eq(s->slots[i].rec, uid, len, packed)) {
+            return i;
+        }
+        i = (i + 1) & (s->cap - 1);
+    }
+    return i;
+}
+
+struct key {
+    const char *uid;
+    size_t len;
+    unsigned char packed_buf[16];
+    const unsigned char *packed;
+    uint64_t hash;
+};
+
+static void make_key(const char *uid, struct key *k)
+{
+    k->uid = uid;
+    k->len = strlen(uid);
+    k->packed = NULL;
+    if (uuid_pack(uid, k->len, k->packed_buf) == 0) {
+        k->packed = k->packed_buf;
+        k->hash = hash_bytes((const char *)k->packed_buf, 16);
+    } else {
+        k->hash = hash_bytes(uid, k->len);
+    }
+}
+
+static int grow(struct kwb_store *s)
+{
+    size_t ncap = s->cap * 2;
+    struct slot *n = calloc(ncap, sizeof(*n));
+
+    if (!n) {
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < s->cap; i++) {
+        if (!s->slots[i].hash) {
+            continue;
+        }
+        size_t j = s->slots[i].hash & (ncap - 1);
+        while (n[j].hash) {
+            j = (j + 1) & (ncap - 1);
+        }
+        n[j] = s->slots[i];
+    }
+    free(s->slots);
+    s->slots = n;
+    s->cap = ncap;
+    return 0;
+}
+
+const char *kwb_store_get_rv(const struct kwb_store *s, const char *uid)
+{
+    struct key k;
+    size_t i;
+
+    make_key(uid, &k);
+    i = find_slot(s, uid, k.len, k.packed, k.hash);
+    return s->slots[i].hash ? rec_rv(s->slots[i].rec) : NULL;
+}
+
+int kwb_store_lookup(const struct kwb_store *s, const char *uid,
+                     struct kwb_store_entry *e)
+{
+    struct key k;
+    size_t i;
+
+    make_key(uid, &k);
+    i = find_slot(s, uid, k.len, k.packed, k.hash);
+    if (!s->slots[i].hash) {
+        return -ENOENT;
+    }
+    fill_entry(s->slots[i].rec, e);
+    return 0;
+}
+
+static struct rec *rec_new(const struct key *k, const char *rv,
+                           const char *name, const char *ns, uint32_t gen,
+                           size_t *bytes)
+{
+    size_t uid_len = k->packed ? 16 : k->len;
+    size_t rv_len = strlen(rv), name_len = strlen(name);
+    size_t size;
+    struct rec *r;
+
+    if (uid_len > 255 || rv_len > 255 || name_len > 255) {
+        return NULL;
+    }
+    size = sizeof(*r) + uid_len + rv_len + 1 + name_len + 1;
+    r = malloc(size);
+    if (!r) {
+        return NULL;
+    }
+    r->ns = ns;
+    r->gen = gen;
+    r->flags = k->packed ? REC_UUID : 0;
+    r->uid_len = (uint8_t)uid_len;
+    r->rv_len = (uint8_t)rv_len;
+    r->name_len = (uint8_t)name_len;
+    memcpy(r->data, k->packed ? (const char *)k->packed : k->uid, uid_len);
+    memcpy(r->data + uid_len, rv, rv_len + 1);
+    memcpy(r->data + uid_len + rv_len + 1, name, name_len + 1);
+    *bytes = size;
+    return r;
+}
+
+int kwb_store_put(struct kwb_store *s, const char *uid, const char *rv,
+                  const char *name, const char *namespace_)
+{
+    struct key k;
+    const char *ns;
+    struct rec *r, *old;
+    size_t i, bytes;
+
+    if ((s->count + 1) * 4 > s->cap * 3 && grow(s) < 0) {
+        return -ENOMEM;
+    }
+    make_key(uid, &k);
+    i = find_slot(s, uid, k.len, k.packed, k.hash);
+    old = s->slots[i].hash ? s->slots[i].rec : NULL;
+    if (old && strcmp(rec_rv(old), rv) == 0 &&
+        strcmp(rec_name(old), name) == 0 &&
+        strcmp(old->ns, namespace_ ? namespace_ : "") == 0) {
+        old->gen = s->gen;
+        return 0;
+    }
+    ns = intern_ns(s, namespace_ ? namespace_ : "");
+    if (!ns) {
+        return -ENOMEM;
+    }
+    r = rec_new(&k, rv, name, ns, s->gen, &bytes);
+    if (!r) {
+        /* Over-long fields cannot be Kubernetes values; report as -EINVAL
+         * only when that was the cause. */
+        if (strlen(rv) > 255 || strlen(name) > 255 || k.len > 255) {
+            return -EINVAL;
+        }
+        return -ENOMEM;
+    }
+    if (old) {
+        s->rec_bytes -= sizeof(*old) + old->uid_len + old->rv_len + 1 +
+                        old->name_len + 1;
+        free(old);
+    } else {
+        s->count++;
+    }
+    s->slots[i].hash = k.hash;
+    s->slots[i].rec = r;
+    s->rec_bytes += bytes;
+    return 0;
+}
+
+int kwb_store_del(struct kwb_store *s, const char *uid)
+{
+    struct key k;
+    size_t i, j;
+    struct rec *r;
+
+    make_key(uid, &k);
+    i = find_slot(s, uid, k.len, k.packed, k.hash);
+    if (!s->slots[i].hash) {
+        return 0;
+    }
+    r = s->slots[i].rec;
+    s->rec_bytes -=
+        sizeof(*r) + r->uid_len + r->rv_len + 1 + r->name_len + 1;
+    free(r);
+    s->count--;
+    /* Backward-shift deletion keeps probe chains intact. */
+    j = i;
+    for (;;) {
+        j = (j + 1) & (s->cap - 1);
+        if (!s->slots[j].hash) {
+            break;
+        }
+        size_t home = s->slots[j].hash & (s->cap - 1);
+        /* Move j into the hole at i if its home is not in (i, j]. */
+        if ((j > i && (home <= i || home > j)) ||
+            (j < i && (home <= i && home > j))) {
+            s->slots[i] = s->slots[j];
+            i = j;
+        }
+    }
+    s->slots[i].hash = 0;
+    s->slots[i].rec = NULL;
+    return 1;
+}
+
+void kwb_store_begin_mark(struct kwb_store *s)
+{
+    s->gen++;
+}
+
+int kwb_store_mark_seen(struct kwb_store *s, const char *uid)
+{
+    struct key k;
+    size_t i;
+
+    make_key(uid, &k);
+    i = find_slot(s, uid, k.len, k.packed, k.hash);
+    if (!s->slots[i].hash) {
+        return -ENOENT;
+    }
+    s->slots[i].rec->gen = s->gen;
+    return 0;
+}
+
+int kwb_store_foreach(const struct kwb_store *s, int only_unseen,
+                      kwb_store_visit_fn fn, void *opaque)
+{
+    struct kwb_store_entry e;
+
+    for (size_t i = 0; i < s->cap; i++) {
+        const struct rec *r = s->slots[i].rec;
+        if (!s->slots[i].hash || (only_unseen && r->gen == s->gen)) {
+            continue;
+        }
+        fill_entry(r, &e);
+        int rc = fn(opaque, &e);
+        if (rc) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
+struct kwb_store *kwb_store_clone(const struct kwb_store *s)
+{
+    struct kwb_store *c = kwb_store_new();
+    struct kwb_store_entry e;
+
+    if (!c) {
+        return NULL;
+    }
+    for (size_t i = 0; i < s->cap; i++) {
+        if (!s->slots[i].hash) {
+            continue;
+        }
+        fill_entry(s->slots[i].rec, &e);
+        if (kwb_store_put(c, e.uid, e.rv, e.name, e.namespace_) < 0) {
+            kwb_store_free(c);
+            return NULL;
+        }
+    }
+    return c;
+}
+
+size_t kwb_store_memory(const struct kwb_store *s)
+{
+    /* malloc adds about 16 bytes of bookkeeping per record. */
+    size_t m = sizeof(*s) + s->cap * sizeof(*s->slots) +
+               s->ns_cap * sizeof(*s->ns) + s->rec_bytes + s->count * 16;
+
+    for (size_t i = 0; i < s->ns_cap; i++) {
+        if (s->ns[i]) {
+            m += strlen(s->ns[i]) + 1 + 16;
+        }
+    }
+    return m;
+}

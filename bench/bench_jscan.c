@@ -1,0 +1,99 @@
+/*
+ * bench_jscan.c - throughput of kwb_jscan_event() against cJSON_Parse() on
+ * the same realistic ~3.6 KB pod watch lines (tests/unit/kube_samples.h).
+ *
+ * Usage: bench_jscan [seconds-per-run (default 2)]
+ * Prints MB/s and events/s of each, single thread.
+ */
+#include "jscan.h"
+#include "kube_samples.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define NLINES 256
+
+static double now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static char *lines[NLINES];
+static size_t lens[NLINES];
+
+static int run_jscan(size_t i)
+{
+    struct kwb_jevent ev;
+    struct kwb_jerr err;
+
+    if (kwb_jscan_event(lines[i], lens[i], &ev, &err) != 0) {
+        return -1;
+    }
+    return ev.object.uid.len > 0 ? 0 : -1;
+}
+
+static int run_cjson(size_t i)
+{
+    cJSON *root = cJSON_ParseWithLength(lines[i], lens[i]);
+    int rc = root ? 0 : -1;
+
+    cJSON_Delete(root);
+    return rc;
+}
+
+static void bench(const char *name, int (*fn)(size_t), double secs)
+{
+    double t0 = now(), t;
+    unsigned long events = 0;
+    size_t bytes = 0;
+
+    do {
+        for (size_t i = 0; i < NLINES; i++) {
+            if (fn(i) != 0) {
+                fprintf(stderr, "%s: line %zu failed\n", name, i);
+                exit(1);
+            }
+            bytes += lens[i];
+        }
+        events += NLINES;
+        t = now() - t0;
+    } while (t < secs);
+    printf("%-8s %9.1f MB/s %11.0f events/s  (%lu events, %.2f s)\n", name,
+           (double)bytes / t / 1e6, (double)events / t, events, t);
+}
+
+int main(int argc, char **argv)
+{
+    double secs = argc > 1 ? atof(argv[1]) : 2.0;
+    size_t total = 0;
+
+    for (unsigned i = 0; i < NLINES; i++) {
+        int n;
+
+        lines[i] = malloc(8192);
+        if (!lines[i]) {
+            return 1;
+        }
+        n = sample_pod_event(lines[i], 8192, i % 3 ? "MODIFIED" : "ADDED",
+                             i * 37 + 1);
+        if (n < 0) {
+            return 1;
+        }
+        lens[i] = (size_t)n;
+        total += lens[i];
+    }
+    printf("%d pod lines, %.0f bytes average\n", NLINES,
+           (double)total / NLINES);
+    bench("jscan", run_jscan, secs);
+    bench("cJSON", run_cjson, secs);
+    for (unsigned i = 0; i < NLINES; i++) {
+        free(lines[i]);
+    }
+    return 0;
+}

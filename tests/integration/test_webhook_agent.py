@@ -1,0 +1,156 @@
+#!/usr/bin/env python3
+"""The webhook sink inside the real agent: changes made on the test API
+server reach an HTTPS receiver (HMAC-signed, bearer token) exactly once
+each, in order per object; a batch answered 400 lands in the dead-letter
+file with the status in its reason and the agent goes on; 5xx answers are
+retried until a 2xx and then everything is delivered once."""
+
+import json
+import os
+
+from kwb import TestCase, main, pod, wait_for, key
+from webhook_receiver import Receiver, make_certs
+from webhook_testlib import delivered
+
+SECRET = b"agent-hmac-secret"
+TOKEN = "agent-bearer-token"
+
+
+class WebhookAgent(TestCase):
+    def setUp(self):
+        super().setUp()
+        self.certs = make_certs(os.path.join(self.tmp, "certs"))
+        self.secret_file = os.path.join(self.tmp, "hmac")
+        with open(self.secret_file, "wb") as f:
+            f.write(SECRET + b"\n")
+        self.token_file = os.path.join(self.tmp, "token")
+        with open(self.token_file, "w") as f:
+            f.write(TOKEN + "\n")
+        self.dead_letter = os.path.join(self.tmp, "dead.jsonl")
+        self.rx = None
+
+    def tearDown(self):
+        if self.rx:
+            self.rx.stop()
+        super().tearDown()
+
+    def start(self, script=None, **sink_keys):
+        self.rx = Receiver(tls=self.certs, secret=SECRET, token=TOKEN,
+                           script=script)
+        self.rx.start()
+        sink = {"type": "webhook", "url": self.rx.url,
+                "ca_file": self.certs["ca"],
+                "hmac_secret_file": self.secret_file,
+                "bearer_token_file": self.token_file,
+                "linger_ms": 20, "retry_initial_ms": 100,
+                "retry_max_ms": 500, "dead_letter_path": self.dead_letter}
+        sink.update(sink_keys)
+        agent = self.agent(sinks=[sink]).start()
+        wait_for(lambda: any(r["path"].endswith("/pods") and
+                             "watch" in r.get("query", "")
+                             for r in self.api.request_log()),
+                 what="the agent's watch")
+        return agent
+
+    def received(self):
+        """Events of the requests answered 2xx, in order."""
+        return delivered(self.rx.requests())
+
+    def dead_letters(self):
+        try:
+            with open(self.dead_letter) as f:
+                return [json.loads(line) for line in f if line.strip()]
+        except FileNotFoundError:
+            return []
+
+    def assert_no_secrets_logged(self, agent):
+        log = agent.log()
+        self.assertNotIn(TOKEN, log)
+        self.assertNotIn(SECRET.decode(), log)
+        for r in self.rx.requests():
+            self.assertNotIn(r["headers"]["x-kwb-signature"], log)
+
+    def test_events_reach_receiver_once(self):
+        agent = self.start()
+        names = ["web-%d" % i for i in range(12)]
+        for n in names:
+            self.api.create("pods", pod(n))
+        for n in names[:6]:
+            self.api.patch("pods", n, {"metadata": {"labels": {"v": "2"}}})
+        for n in names[:3]:
+            self.api.delete("pods", n)
+        wait_for(lambda: len(self.received()) >= 21, 30,
+                 what="21 events at the receiver")
+        self.assertEqual(agent.stop(), 0)
+        events = self.received()
+        self.assertEqual(len(events), 21)
+        self.assertNoDuplicates(events)
+        self.assertPerObjectOrder(events)
+        for e in events:
+            self.assertEnvelope(e)
+        self.assertMatchesServer(events)
+        reqs = self.rx.requests()
+        self.assertTrue(all(r["sig_ok"] and r["token_ok"] for r in reqs))
+        self.assertTrue(all(r["status"] == 200 for r in reqs))
+        self.assertEqual(self.dead_letters(), [])
+        self.assert_no_secrets_logged(agent)
+
+    def test_400_goes_to_dead_letter_and_agent_continues(self):
+        agent = self.start(script=[{"status": 400,
+                                    "body": "rejected by schema v7"}])
+        self.api.create("pods", pod("first"))
+        dl = wait_for(lambda: self.dead_letters(), 20,
+                      what="a dead letter")
+        self.assertEqual(len(dl), 1)
+        self.assertEqual(dl[0]["sink"], "webhook")
+        self.assertIn("400", dl[0]["reason"])
+        self.assertIn("rejected by schema v7", dl[0]["reason"])
+        self.assertEqual(dl[0]["event"]["name"], "first")
+        self.assertEqual(dl[0]["event"]["type"], "ADDED")
+        # The agent goes on: later changes are delivered.
+        for n in ("second", "third"):
+            self.api.create("pods", pod(n))
+        self.api.patch("pods", "first", {"metadata": {"labels": {"v": "2"}}})
+        wait_for(lambda: len(self.received()) >= 3, 20,
+                 what="later events at the receiver")
+        self.assertEqual(agent.stop(), 0)
+        events = self.received()
+        self.assertNoDuplicates(events)
+        self.assertEqual(sorted((e["name"], e["type"]) for e in events),
+                         [("first", "MODIFIED"), ("second", "ADDED"),
+                          ("third", "ADDED")])
+        self.assertEqual(len(self.dead_letters()), 1)
+        # Nothing lost: dead letters and deliveries cover every change.
+        all_keys = {key(e) for e in events} | {key(d["event"]) for d in dl}
+        self.assertEqual(len(all_keys), 4)
+        ms = [r for r in agent.log_records() if r.get("level") == "error"
+              and "HTTP 400" in r.get("msg", "")]
+        self.assertTrue(ms, agent.log()[-3000:])
+
+    def test_5xx_then_success_delivers_everything_once(self):
+        agent = self.start(script=[{"status": 500}, {"status": 503},
+                                   {"status": 502, "retry_after": "1"}])
+        for i in range(8):
+            self.api.create("pods", pod("p-%d" % i))
+        wait_for(lambda: len(self.received()) >= 8, 30,
+                 what="8 events at the receiver")
+        for i in range(8, 12):
+            self.api.create("pods", pod("p-%d" % i))
+        wait_for(lambda: len(self.received()) >= 12, 30,
+                 what="12 events at the receiver")
+        self.assertEqual(agent.stop(), 0)
+        reqs = self.rx.requests()
+        self.assertEqual([r["status"] for r in reqs[:3]], [500, 503, 502])
+        # The retried batch is the same bytes each time.
+        self.assertEqual(reqs[0]["body"], reqs[1]["body"])
+        self.assertEqual(reqs[0]["body"], reqs[3]["body"])
+        self.assertGreaterEqual(reqs[3]["time"] - reqs[2]["time"], 0.95)
+        events = self.received()
+        self.assertEqual(len(events), 12)
+        self.assertNoDuplicates(events)
+        self.assertMatchesServer(events)
+        self.assertEqual(self.dead_letters(), [])
+
+
+if __name__ == "__main__":
+    main()

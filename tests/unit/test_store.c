@@ -1,0 +1,145 @@
+/*
+ * test_store.c - the known-object set: dedup lookups, updates, deletes
+ * under churn (backward-shift deletion), relist marking, clone, memory.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "store.h"
+
+static void make_uid(unsigned i, char out[37])
+{
+    snprintf(out, 37, "%08x-1111-4222-8333-%012x", i * 2654435761u, i);
+}
+
+struct counter {
+    size_t n;
+    const char *want_name;
+    int found;
+};
+
+static int count_visit(void *opaque, const struct kwb_store_entry *e)
+{
+    struct counter *c = opaque;
+
+    c->n++;
+    if (c->want_name && strcmp(e->name, c->want_name) == 0) {
+        c->found = 1;
+    }
+    return 0;
+}
+
+static void test_basic(void)
+{
+    struct kwb_store *s = kwb_store_new();
+    struct kwb_store_entry e;
+
+    CHECK(s != NULL);
+    CHECK(kwb_store_get_rv(s, "a") == NULL);
+    CHECK_EQ_INT(kwb_store_put(s, "0b5c3c7e-8f00-4a8e-9d2a-6f1f2c3d4e5f",
+                               "100", "web-0", "default"),
+                 0);
+    CHECK_EQ_STR(kwb_store_get_rv(s, "0b5c3c7e-8f00-4a8e-9d2a-6f1f2c3d4e5f"),
+                 "100");
+    /* Non-UUID uids are kept as strings. */
+    CHECK_EQ_INT(kwb_store_put(s, "custom-uid", "7", "n", ""), 0);
+    CHECK_EQ_STR(kwb_store_get_rv(s, "custom-uid"), "7");
+    /* Upper-case UUIDs are not packed, so they round-trip byte for byte. */
+    CHECK_EQ_INT(kwb_store_put(s, "0B5C3C7E-8F00-4A8E-9D2A-6F1F2C3D4E5F",
+                               "9", "upper", "ns"),
+                 0);
+    CHECK_EQ_INT(kwb_store_lookup(s, "0B5C3C7E-8F00-4A8E-9D2A-6F1F2C3D4E5F",
+                                  &e),
+                 0);
+    CHECK_EQ_STR(e.uid, "0B5C3C7E-8F00-4A8E-9D2A-6F1F2C3D4E5F");
+    CHECK_EQ_INT(kwb_store_lookup(s, "0b5c3c7e-8f00-4a8e-9d2a-6f1f2c3d4e5f",
+                                  &e),
+                 0);
+    CHECK_EQ_STR(e.uid, "0b5c3c7e-8f00-4a8e-9d2a-6f1f2c3d4e5f");
+    CHECK_EQ_STR(e.name, "web-0");
+    CHECK_EQ_STR(e.namespace_, "default");
+    /* Update: RVs are opaque strings of any length. */
+    CHECK_EQ_INT(kwb_store_put(s, "custom-uid", "1234567890123", "n", ""), 0);
+    CHECK_EQ_STR(kwb_store_get_rv(s, "custom-uid"), "1234567890123");
+    CHECK_EQ_INT(kwb_store_count(s), 3);
+    CHECK_EQ_INT(kwb_store_del(s, "custom-uid"), 1);
+    CHECK_EQ_INT(kwb_store_del(s, "custom-uid"), 0);
+    CHECK(kwb_store_get_rv(s, "custom-uid") == NULL);
+    CHECK_EQ_INT(kwb_store_count(s), 2);
+    kwb_store_free(s);
+    kwb_store_free(NULL);
+}
+
+static void test_churn(void)
+{
+    struct kwb_store *s = kwb_store_new();
+    char uid[37], rv[16];
+    const unsigned n = 20000;
+    int ok = 1;
+
+    for (unsigned i = 0; i < n; i++) {
+        make_uid(i, uid);
+        snprintf(rv, sizeof(rv), "%u", i);
+        ok &= kwb_store_put(s, uid, rv, "pod", i % 3 ? "a" : "b") == 0;
+    }
+    CHECK(ok);
+    CHECK_EQ_INT(kwb_store_count(s), n);
+    /* Delete every other one: the rest must stay reachable. */
+    for (unsigned i = 0; i < n; i += 2) {
+        make_uid(i, uid);
+        ok &= kwb_store_del(s, uid) == 1;
+    }
+    CHECK(ok);
+    for (unsigned i = 0; i < n; i++) {
+        make_uid(i, uid);
+        snprintf(rv, sizeof(rv), "%u", i);
+        const char *got = kwb_store_get_rv(s, uid);
+        if (i % 2) {
+            ok &= got && strcmp(got, rv) == 0;
+        } else {
+            ok &= got == NULL;
+        }
+    }
+    CHECK(ok);
+    CHECK_EQ_INT(kwb_store_count(s), n / 2);
+    /* Memory stays compact: well under 128 bytes per object. */
+    CHECK(kwb_store_memory(s) / kwb_store_count(s) < 200);
+    kwb_store_free(s);
+}
+
+static void test_mark_and_clone(void)
+{
+    struct kwb_store *s = kwb_store_new(), *c;
+    struct counter cnt = {0};
+
+    kwb_store_put(s, "u1", "1", "one", "ns");
+    kwb_store_put(s, "u2", "2", "two", "ns");
+    kwb_store_put(s, "u3", "3", "three", "");
+    kwb_store_begin_mark(s);
+    CHECK_EQ_INT(kwb_store_mark_seen(s, "u1"), 0);
+    CHECK_EQ_INT(kwb_store_put(s, "u2", "22", "two", "ns"), 0);
+    CHECK(kwb_store_mark_seen(s, "nope") < 0);
+    cnt.want_name = "three";
+    kwb_store_foreach(s, 1, count_visit, &cnt);
+    CHECK_EQ_INT(cnt.n, 1);
+    CHECK(cnt.found);
+
+    c = kwb_store_clone(s);
+    CHECK(c != NULL);
+    CHECK_EQ_INT(kwb_store_count(c), 3);
+    CHECK_EQ_STR(kwb_store_get_rv(c, "u2"), "22");
+    kwb_store_del(s, "u2");
+    CHECK_EQ_STR(kwb_store_get_rv(c, "u2"), "22");
+    kwb_store_free(c);
+    kwb_store_free(s);
+}
+
+int main(void)
+{
+    test_basic();
+    test_churn();
+    test_mark_and_clone();
+    return check_report();
+}
