@@ -556,6 +556,11 @@ static int apply_properties(rd_kafka_conf_t *conf,
  */
 static int conf_check(const rd_kafka_conf_t *conf, char *errbuf, size_t errsize)
 {
+    static const char *const file_props[] = {
+        "ssl.ca.location",      "ssl.certificate.location",
+        "ssl.key.location",     "ssl.keystore.location",
+        "ssl.crl.location",     "ssl.engine.location",
+        "sasl.kerberos.keytab", NULL};
     rd_kafka_conf_t *dup = rd_kafka_conf_dup(conf);
     rd_kafka_t *rk;
     char errstr[512];
@@ -572,6 +577,16 @@ static int conf_check(const rd_kafka_conf_t *conf, char *errbuf, size_t errsize)
         strcmp(method, "oidc") == 0) {
         rd_kafka_conf_destroy(dup);
         return 0;
+    }
+    /* Files may be missing where --check runs (secrets not mounted):
+     * start() reports them. */
+    for (size_t i = 0; file_props[i]; i++) {
+        if (rd_kafka_conf_set(dup, file_props[i], NULL, errstr,
+                              sizeof(errstr)) != RD_KAFKA_CONF_OK) {
+            rd_kafka_conf_destroy(dup);
+            snprintf(errbuf, errsize, "properties: %s", errstr);
+            return -1;
+        }
     }
     rd_kafka_conf_set_log_cb(dup, on_log_quiet);
     rd_kafka_conf_set_opaque(dup, NULL);

@@ -17,6 +17,7 @@
  *   clear <apikey>            drop queued request errors
  *   topic <name> <partitions> create a topic
  *   topic-error <name> <errcode>  metadata reports errcode for the topic
+ *   leader <topic> <partition> <broker_id>  move a partition's leader
  *   rtt <broker_id> <ms>      add round-trip latency
  *
  * Only loopback listeners: the mock binds 127.0.0.1 on ephemeral ports.
@@ -148,6 +149,20 @@ static int run_command(rd_kafka_mock_cluster_t *mc, int n_brokers, char *line,
             return -1;
         }
         rd_kafka_mock_topic_set_error(mc, a1, (rd_kafka_resp_err_t)v2);
+        return 0;
+    }
+    if (strcmp(cmd, "leader") == 0) {
+        if (!a1 || parse_int(a2, 0, 10000, &v2) ||
+            parse_int(a3, 1, n_brokers, &v3)) {
+            snprintf(msg, msgsize,
+                     "usage: leader <topic> <partition> <broker_id>");
+            return -1;
+        }
+        if (rd_kafka_mock_partition_set_leader(mc, a1, (int32_t)v2,
+                                               (int32_t)v3)) {
+            snprintf(msg, msgsize, "leader failed");
+            return -1;
+        }
         return 0;
     }
     if (strcmp(cmd, "rtt") == 0) {

@@ -120,6 +120,7 @@ class SinkDriver:
         self.bad_acks = []
         first = self.out.get(scaled(15))
         if first != "started":
+            self.close()
             raise RuntimeError("driver did not start: %s" % first)
 
     def _collect(self, timeout):

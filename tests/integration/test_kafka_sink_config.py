@@ -113,6 +113,20 @@ class KafkaSinkConfig(unittest.TestCase):
         self.assertNotIn(SECRET, out)
         self.assert_no_connection()
 
+    def test_missing_files_reported_at_start(self):
+        # --check passes where secrets are not mounted; start() fails.
+        body = ('brokers = "%s"; topic = "t"; properties = { '
+                'security_protocol = "SSL"; '
+                'ssl_ca_location = "%s/missing-ca.crt"; };'
+                % (self.brokers, self.tmp.name))
+        rc, out, err = self.check(body)
+        self.assertEqual((rc, out), (0, "init ok"))
+        with self.assertRaises(RuntimeError) as ctx:
+            drv = ku.SinkDriver(self.tmp.name, body)
+            drv.close()
+        self.assertIn("start error", str(ctx.exception))
+        self.assert_no_connection()
+
     def test_no_secret_in_logs_at_runtime(self):
         mock = ku.KafkaMock(topics={"events": 1})
         try:
