@@ -820,6 +820,9 @@ static const struct key root_keys[] = {
 
 static int vfail_at(struct loader *ld, const char *file, int line,
                     const char *fmt, va_list ap)
+    __attribute__((format(printf, 4, 0)));
+static int vfail_at(struct loader *ld, const char *file, int line,
+                    const char *fmt, va_list ap)
 {
     char msg[1024];
 

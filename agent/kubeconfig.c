@@ -714,14 +714,19 @@ static char *dir_of(const char *path)
 static int server_norm(const char *in, char **out, int *https)
 {
     char *s;
-    size_t len;
+    size_t len, host;
 
+    /* The scheme is stored in lower case. */
     if (strncasecmp(in, "https://", 8) == 0) {
         *https = 1;
-        s = strdup(in);
+        if (asprintf(&s, "https://%s", in + 8) < 0) {
+            s = NULL;
+        }
     } else if (strncasecmp(in, "http://", 7) == 0) {
         *https = 0;
-        s = strdup(in);
+        if (asprintf(&s, "http://%s", in + 7) < 0) {
+            s = NULL;
+        }
     } else if (strstr(in, "://")) {
         return -EPROTONOSUPPORT;
     } else {
@@ -734,11 +739,12 @@ static int server_norm(const char *in, char **out, int *https)
         return -ENOMEM;
     }
     len = strlen(s);
-    while (len > 0 && s[len - 1] == '/') {
+    host = (size_t)(strstr(s, "://") - s) + 3;
+    while (len > host && s[len - 1] == '/') {
         s[--len] = '\0';
     }
-    /* Something after the scheme, and no whitespace or control chars. */
-    if (strlen(strstr(s, "://") + 3) == 0) {
+    /* A host after the scheme, and no whitespace or control chars. */
+    if (len == host || s[host] == '/') {
         free(s);
         return -EINVAL;
     }
@@ -1489,6 +1495,13 @@ int kwb_kube_auth_resolve(const struct kwb_config *cfg,
         }
         *out = a;
         a = NULL;
+        goto out;
+    }
+    /* A kubeconfig named in the config file is an explicit choice and wins
+     * over in-cluster (as client-go's --kubeconfig); $KUBECONFIG and
+     * ~/.kube/config come after in-cluster. */
+    if (cfg->kubeconfig && *cfg->kubeconfig) {
+        rc = resolve_kubeconfig(cfg, out, errbuf, errsize);
         goto out;
     }
     host = getenv("KUBERNETES_SERVICE_HOST");

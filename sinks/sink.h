@@ -57,6 +57,11 @@ typedef void (*kwb_sink_log_fn)(int level, const char *sink_name,
                                 const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Called by a sink that retries internally (the webhook sink retries a
+ * batch itself on 5xx, 429, timeouts), from poll_acks() or flush() only:
+ * `n_events` events are being sent again. Feeds kwb_sink_retries_total. */
+typedef void (*kwb_sink_retry_fn)(void *opaque, uint64_t n_events);
+
 struct kwb_sink_env {
     const char *name;      /* "<type>" or the sink's `name` key */
     const char *cluster;   /* cluster.name */
@@ -64,6 +69,7 @@ struct kwb_sink_env {
     void *ack_opaque;      /* first argument of ack */
     kwb_sink_log_fn log;   /* structured logger */
     const char *conf_file; /* for FILE:LINE messages */
+    kwb_sink_retry_fn retried; /* optional, NULL-able; gets ack_opaque */
 };
 
 #define KWB_SINK_CAP_BATCH 0x1u /* groups events itself (file, webhook) */

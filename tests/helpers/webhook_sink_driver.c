@@ -40,6 +40,7 @@ struct driver {
     unsigned *acked; /* ack count per token */
     size_t pad;
     unsigned long ok, fail, retry, dup, unknown;
+    unsigned long retried; /* events sent again (env.retried) */
     const char *cluster;
 };
 
@@ -77,6 +78,13 @@ static void on_ack(void *opaque, uint64_t token, enum kwb_ack_status status,
     } else {
         d->retry++;
     }
+}
+
+static void on_retried(void *opaque, uint64_t n_events)
+{
+    struct driver *d = opaque;
+
+    d->retried += n_events;
 }
 
 static void on_log(int level, const char *sink_name, const char *fmt, ...)
@@ -363,6 +371,7 @@ int main(int argc, char **argv)
     env.ack = on_ack;
     env.ack_opaque = d;
     env.log = on_log;
+    env.retried = on_retried;
     env.conf_file = "driver";
     d->sink = d->ops->init(group, &env, errbuf, sizeof(errbuf));
     if (!d->sink) {
@@ -408,8 +417,9 @@ int main(int argc, char **argv)
         }
     }
     printf("summary submitted=%zu ok=%lu fail=%lu retry=%lu dup=%lu "
-           "unknown=%lu\n",
-           d->n_events, d->ok, d->fail, d->retry, d->dup, d->unknown);
+           "unknown=%lu retried=%lu\n",
+           d->n_events, d->ok, d->fail, d->retry, d->dup, d->unknown,
+           d->retried);
     if (d->dup || d->unknown) {
         rc = 3;
     }

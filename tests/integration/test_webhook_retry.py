@@ -29,6 +29,8 @@ class TestWebhookRetry(WebhookTest):
         self.assertEqual(sorted(res.tokens("OK")), list(range(1, 11)))
         reqs = rx.requests()
         self.assertEqual([r["status"] for r in reqs], [500, 503, 502, 200])
+        # env.retried counted 3 retries of a 10-event batch.
+        self.assertEqual(res.summary["retried"], 30)
         # The same batch bytes each time, signed anew and valid.
         self.assertEqual(len({r["body"] for r in reqs}), 1)
         self.assertTrue(all(r["sig_ok"] for r in reqs))

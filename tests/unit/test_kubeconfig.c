@@ -578,6 +578,34 @@ static void test_in_cluster(void)
     cfg.token_file = NULL;
     cfg.insecure_skip_tls_verify = 0;
 
+    /* A kubeconfig named in the config wins over in-cluster. */
+    write_file("kcic", KC_HEAD "current-context: x\n"
+                               "clusters:\n"
+                               "- name: c\n"
+                               "  cluster: {server: \"http://127.0.0.1:1\"}\n"
+                               "contexts:\n"
+                               "- name: x\n"
+                               "  context: {cluster: c}\n");
+    cfg.kubeconfig = path_in("kcic");
+    CHECK_EQ_INT(kwb_kube_auth_resolve(&cfg, &a, err, sizeof(err)), 0);
+    if (a) {
+        CHECK_EQ_STR(kwb_kube_auth_server(a), "http://127.0.0.1:1");
+        snprintf(want, sizeof(want), "kubeconfig:%s", path_in("kcic"));
+        CHECK_EQ_STR(kwb_kube_auth_source(a), want);
+    }
+    kwb_kube_auth_free(a);
+    a = NULL;
+    cfg.kubeconfig = NULL;
+    /* ... but $KUBECONFIG does not. */
+    setenv("KUBECONFIG", path_in("kcic"), 1);
+    CHECK_EQ_INT(kwb_kube_auth_resolve(&cfg, &a, err, sizeof(err)), 0);
+    if (a) {
+        CHECK_EQ_STR(kwb_kube_auth_source(a), "in-cluster");
+    }
+    kwb_kube_auth_free(a);
+    a = NULL;
+    unsetenv("KUBECONFIG");
+
     /* Missing token: a clear error. */
     CHECK_EQ_INT(unlink(path_in("sa/token")), 0);
     CHECK(kwb_kube_auth_resolve(&cfg, &a, err, sizeof(err)) < 0);
@@ -635,6 +663,45 @@ static void test_in_cluster(void)
     unsetenv("KUBERNETES_SERVICE_PORT");
 }
 
+static void test_server_urls(void)
+{
+    static const struct {
+        const char *in, *want; /* want NULL: rejected */
+    } cases[] = {
+        {"HTTPS://127.0.0.1:6443/", "https://127.0.0.1:6443"},
+        {"Http://127.0.0.1:8080//", "http://127.0.0.1:8080"},
+        {"127.0.0.1:6443", "https://127.0.0.1:6443"},
+        {"https://127.0.0.1/k8s/clusters/c-1/",
+         "https://127.0.0.1/k8s/clusters/c-1"},
+        {"https:///", NULL},
+        {"https://", NULL},
+        {"/", NULL},
+        {"https://127.0.0.1 :6443", NULL},
+        {"unix:///run/k8s.sock", NULL},
+    };
+    struct kwb_config cfg;
+    char err[512];
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct kwb_kube_auth *a = NULL;
+        int rc;
+
+        cfg_reset(&cfg);
+        cfg.server = (char *)cases[i].in;
+        rc = kwb_kube_auth_resolve(&cfg, &a, err, sizeof(err));
+        if (cases[i].want) {
+            CHECK_EQ_INT(rc, 0);
+            if (a) {
+                CHECK_EQ_STR(kwb_kube_auth_server(a), cases[i].want);
+            }
+        } else {
+            CHECK(rc < 0);
+            CHECK_HAS(err, "cluster.server");
+        }
+        kwb_kube_auth_free(a);
+    }
+}
+
 static void cleanup(void)
 {
     char cmd[600];
@@ -670,6 +737,7 @@ int main(void)
     test_errors();
     test_kubeconfig_env_and_missing();
     test_in_cluster();
+    test_server_urls();
 
     cleanup();
     free(cert_pem);
