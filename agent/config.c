@@ -16,7 +16,8 @@
  * text, and after parsing rename_keys() gives the settings their real names
  * back, so sinks see "security.protocol" through config_setting_name().
  * Line numbers are kept. Quoted names in @include'd files are not
- * rewritten.
+ * rewritten. The same pass rejects integer literals beyond 32 bits without
+ * an L suffix, which libconfig 1.5 would silently truncate.
  *
  * Thread: main thread, once at start (and --check).
  */
@@ -1617,9 +1618,59 @@ static int append(char **buf, size_t *len, size_t *cap, const char *s, size_t n)
     return 0;
 }
 
+static int is_name_char(char c)
+{
+    return isalnum((unsigned char)c) || c == '_' || c == '*' || c == '-' ||
+           c == '.';
+}
+
+/*
+ * If an integer literal starts at text[i], its length, else 0. *too_big
+ * is set when it has no L suffix and does not fit 32 bits: libconfig 1.5
+ * would silently truncate it (rotate_bytes = 5000000000 -> 705032704).
+ */
+static size_t int_literal(const char *text, size_t len, size_t i, int *too_big)
+{
+    size_t j = i, start = i;
+    int hex = 0;
+    unsigned long long v = 0;
+    int overflow = 0;
+
+    *too_big = 0;
+    if (i > 0 && (text[i - 1] == '-' || text[i - 1] == '+')) {
+        start = i - 1;
+    }
+    if (start > 0 && is_name_char(text[start - 1])) {
+        return 0; /* part of a name, or of a float's exponent */
+    }
+    if (j + 1 < len && text[j] == '0' && (text[j + 1] | 0x20) == 'x') {
+        hex = 1;
+        j += 2;
+    }
+    for (; j < len; j++) {
+        int d = hex ? hexval(text[j])
+                    : (isdigit((unsigned char)text[j]) ? text[j] - '0' : -1);
+        if (d < 0) {
+            break;
+        }
+        if (v > (ULLONG_MAX - (unsigned)d) / (hex ? 16 : 10)) {
+            overflow = 1;
+        } else {
+            v = v * (hex ? 16 : 10) + (unsigned)d;
+        }
+    }
+    if (j < len && (text[j] == 'L' || text[j] == '.' ||
+                    (!hex && (text[j] | 0x20) == 'e'))) {
+        return 0; /* int64 or float: libconfig handles those */
+    }
+    *too_big = overflow || v > (hex ? 0xffffffffull : 2147483647ull);
+    return j - i;
+}
+
 /*
  * Copy `text` into *out (malloc'd, NUL-terminated) with every quoted
  * setting name replaced by "<prefix><index>", its name stored in qk.
+ * Also rejects integers libconfig would truncate.
  */
 static int quote_keys(struct loader *ld, const char *text, size_t len,
                       char **out, struct qkeys *qk)
@@ -1662,6 +1713,26 @@ static int quote_keys(struct loader *ld, const char *text, size_t len,
             }
             i = j;
             continue;
+        }
+        if (isdigit((unsigned char)text[i])) {
+            int too_big;
+            size_t n = int_literal(text, len, i, &too_big);
+
+            if (too_big) {
+                fail_at(ld, ld->path, line,
+                        "integer %.*s does not fit 32 bits; write %.*sL for "
+                        "a 64-bit value",
+                        (int)(n > 40 ? 40 : n), text + i,
+                        (int)(n > 40 ? 40 : n), text + i);
+                goto out;
+            }
+            if (n > 0) {
+                if (append(&buf, &blen, &cap, text + i, n) != 0) {
+                    goto oom;
+                }
+                i += n;
+                continue;
+            }
         }
         if (text[i] != '"') {
             line += text[i] == '\n';

@@ -527,6 +527,7 @@ def make_pod(name, namespace="default", labels=None, size=3000, node=None,
     node = node or "node-%d" % (seq % 8)
     ip = "10.244.%d.%d" % ((seq // 250) % 250, seq % 250 + 2)
     pod = {
+        "kind": "Pod", "apiVersion": "v1",
         "metadata": {
             "name": name, "namespace": namespace, "labels": lab,
             "annotations": {
@@ -625,17 +626,21 @@ _base_size = {}
 class Rec:
     """An immutable stored object: obj (dict, without kind/apiVersion), item
     (its JSON bytes) and full (JSON bytes with kind/apiVersion)."""
-    __slots__ = ("obj", "item", "full", "ns", "name", "rv", "skey")
+    __slots__ = ("obj", "item", "prefix", "ns", "name", "rv", "skey")
 
     def __init__(self, res, obj, skey):
         self.obj = obj
         md = obj["metadata"]
         self.ns = md.get("namespace", "")
         self.name = md["name"]
-        self.rv = int(md["resourceVersion"])
+        self.rv = int(md["resourceVersion"] or 0)
         self.skey = skey
         self.item = dumps(obj)
-        self.full = res.prefix + self.item[1:]
+        self.prefix = res.prefix
+
+    @property
+    def full(self):
+        return self.prefix + self.item[1:]
 
     def labels(self):
         return self.obj["metadata"].get("labels")
@@ -1207,12 +1212,18 @@ class Handler(BaseHTTPRequestHandler):
             if path.startswith("/_control/") or path == "/_control":
                 self.control(method, path, body)
                 return
-            route = self.route(method, path, q)
+            self.check_auth(path)      # authentication comes first
+            route_err = None
+            try:
+                route = self.route(method, path, q)
+            except ApiError as e:
+                route, route_err = None, e
             verb, res, ns, name, sub = route if route else (None,) * 5
             key = res.key if res else None
             watch = verb == "watch"
-            self.check_auth(path)
             self.check_faults(method, path, verb, watch)
+            if route_err is not None:
+                raise route_err
             if res is not None:
                 self.check_forbidden(verb, res, ns, name, sub)
             if route is None:
@@ -1290,9 +1301,14 @@ class Handler(BaseHTTPRequestHandler):
                 elif code == 429:
                     headers["Retry-After"] = "1"
                     details = {"retryAfterSeconds": 1}
-                if f.get("hang"):
-                    time.sleep(float(f["hang"]))
-                raise ApiError(code, reason, msg, details, headers)
+                hit = (ApiError(code, reason, msg, details, headers),
+                       float(f.get("hang") or 0))
+                break
+            else:
+                return
+        if hit[1] > 0:
+            time.sleep(hit[1])      # outside the lock
+        raise hit[0]
 
     def check_forbidden(self, verb, res, ns, name, sub):
         with self.store.cond:
@@ -1479,8 +1495,6 @@ class Handler(BaseHTTPRequestHandler):
 
     def resource(self, method, verb, res, ns, name, sub, body):
         q = self.q
-        if res.namespaced and ns is None:
-            ns = None  # all namespaces (list/watch only)
         dry = "dryRun" in q and q["dryRun"] != ""
         if verb == "list":
             self.do_list(res, ns, q)
@@ -1516,6 +1530,8 @@ class Handler(BaseHTTPRequestHandler):
                 try:
                     opts = json.loads(body)
                 except ValueError:
+                    raise bad_request("invalid DeleteOptions body")
+                if opts is not None and not isinstance(opts, dict):
                     raise bad_request("invalid DeleteOptions body")
             rec = self.store.delete(res, ns or "", name,
                                     (opts or {}).get("preconditions"), dry)
@@ -1987,7 +2003,7 @@ class Handler(BaseHTTPRequestHandler):
         if buf:
             sock.sendall(b"".join(buf))
         initial = None
-        next_bm = time.monotonic() + st.bookmark_interval
+        next_bm = time.monotonic() + max(0.01, st.bookmark_interval)
         next_poll = 0.0
         while True:
             lines = []
@@ -2026,7 +2042,7 @@ class Handler(BaseHTTPRequestHandler):
                             continue
                         if bookmarks and now >= next_bm:
                             lines.append(self.bookmark(res, pos))
-                            next_bm = now + st.bookmark_interval
+                            next_bm = now + max(0.01, st.bookmark_interval)
                             break
                     wait = deadline - now
                     if bookmarks and not stalled:
@@ -2533,7 +2549,7 @@ def main(argv=None):
                     "required)")
     ap.add_argument("--token-file", help="read the accepted token from FILE")
     ap.add_argument("--bookmark-interval", type=float, default=1.0)
-    ap.add_argument("--history-size", type=int, default=100000)
+    ap.add_argument("--history-size", type=int, default=20000)
     ap.add_argument("--page-cap", type=int, default=0)
     ap.add_argument("--no-watch-list", dest="watch_list",
                     action="store_const", const="reject", default="on")

@@ -15,7 +15,13 @@ class ListTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
+        log_ok = cls.api.server_log()
         cls.api.stop()
+        bad = [ln for ln in log_ok.splitlines()
+               if '"internal error"' in ln or '"handler error"' in ln or
+               "Traceback" in ln]
+        if bad:
+            raise AssertionError("server errors: %s" % bad[:5])
 
     def test_bulk_10k(self):
         api = self.api

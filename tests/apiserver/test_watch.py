@@ -20,7 +20,13 @@ class WatchTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
+        log_ok = cls.api.server_log()
         cls.api.stop()
+        bad = [ln for ln in log_ok.splitlines()
+               if '"internal error"' in ln or '"handler error"' in ln or
+               "Traceback" in ln]
+        if bad:
+            raise AssertionError("server errors: %s" % bad[:5])
 
     def test_initial_and_live_events(self):
         api = self.api
@@ -263,6 +269,45 @@ class WatchTest(unittest.TestCase):
                             "deployments" and e["verb"] == "watch" and
                             e["resource"] == "apps/deployments"
                             for e in log))
+
+    def test_concurrent_watchers_and_writers(self):
+        api = self.api
+        rv = str(api.resource_version())
+        ws = [RawWatch(api, "pods", "conc", resourceVersion=rv)
+              for _ in range(12)]
+        errors = []
+
+        def writer(k):
+            try:
+                for i in range(30):
+                    n = "c-%d-%d" % (k, i)
+                    api.create("pods", {"metadata": {"name": n},
+                                        "spec": {}}, namespace="conc")
+                    api.patch("pods", n, {"metadata": {"labels": {
+                        "i": str(i)}}}, namespace="conc")
+                    api.delete("pods", n, namespace="conc")
+            except Exception as e:  # reported below
+                errors.append(e)
+        ts = [threading.Thread(target=writer, args=(k,)) for k in range(4)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        self.assertEqual(errors, [])
+        try:
+            for w in ws:
+                evs = [w.event() for _ in range(360)]
+                rvs = [rv_of(e) for e in evs]
+                self.assertEqual(rvs, sorted(set(rvs)))
+                per = {}
+                for e in evs:
+                    per.setdefault(name_of(e), []).append(e["type"])
+                self.assertEqual(len(per), 120)
+                self.assertTrue(all(v == ["ADDED", "MODIFIED", "DELETED"]
+                                    for v in per.values()))
+        finally:
+            for w in ws:
+                w.close()
 
     def test_pod_watch_all_namespaces(self):
         api = self.api

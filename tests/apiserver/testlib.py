@@ -198,3 +198,4 @@ def name_of(ev):
 
 def rv_of(ev):
     return int(ev["object"]["metadata"]["resourceVersion"])
+

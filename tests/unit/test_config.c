@@ -160,6 +160,16 @@ static const struct bad bad_configs[] = {
      ":4: 'watch_defaults.max_event_bytes' must be at most 1073741824"},
     {CLUSTER WATCHES SINKS "state = { checkpoint_interval_ms = 0; };\n",
      ":4: 'state.checkpoint_interval_ms' must be at least 1"},
+    /* libconfig 1.5 would truncate these silently */
+    {CLUSTER WATCHES SINKS "pipeline = { queue_events = 5000000000; };\n",
+     ":4: integer 5000000000 does not fit 32 bits; write 5000000000L for a "
+     "64-bit value"},
+    {CLUSTER WATCHES SINKS "\n/* 9999999999 */ x = -2147483649;\n",
+     ":5: integer 2147483649 does not fit 32 bits; write 2147483649L for a "
+     "64-bit value"},
+    {CLUSTER WATCHES SINKS "x = 0x1FFFFFFFF;\n",
+     ":4: integer 0x1FFFFFFFF does not fit 32 bits; write 0x1FFFFFFFFL for a "
+     "64-bit value"},
     /* across keys */
     {CLUSTER WATCHES SINKS "watch_defaults = {\n  timeout_min_seconds = 700;"
                            "\n};\n",
@@ -536,16 +546,23 @@ static void test_numbers(void)
 {
     struct kwb_config cfg;
     char err[512];
-    const char *path = write_file(
-        "num.conf", VALID "watch_defaults = { max_event_bytes = 2048;\n"
-                          "  backoff = { max_seconds = 45; factor = 3; }; };\n"
-                          "pipeline = { queue_events = 100L; };\n"
-                          "metrics_address = \":9100\";\n");
+    const char *path =
+        write_file("num.conf", VALID
+                   "watch_defaults = { max_event_bytes = 2048;\n"
+                   "  backoff = { max_seconds = 45; factor = 3;\n"
+                   "    reset_seconds = 1.5e2; initial_seconds = 2e-1; "
+                   "}; };\n"
+                   "# 99999999999 in a comment\n"
+                   "redaction = { hash_key_file = \"/k/77777777777\"; };\n"
+                   "pipeline = { queue_events = 100L; };\n"
+                   "metrics_address = \":9100\";\n");
 
     CHECK_EQ_INT(kwb_config_load(&cfg, path, err, sizeof(err)), 0);
     CHECK_EQ_INT(cfg.max_event_bytes, 2048);
     CHECK_DBL(cfg.backoff_max_s, 45.0);
     CHECK_DBL(cfg.backoff_factor, 3.0);
+    CHECK_DBL(cfg.backoff_reset_s, 150.0);
+    CHECK_DBL(cfg.backoff_initial_s, 0.2);
     CHECK_EQ_INT(cfg.queue_events, 100);
     CHECK_EQ_STR(cfg.metrics_host, "");
     CHECK_EQ_INT(cfg.metrics_port, 9100);
