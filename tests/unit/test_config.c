@@ -3,6 +3,7 @@
  * defaults, parsed values, quoted setting names, @include, the sinks'
  * own validation (--check) and the dump's redaction. No network.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -851,6 +852,87 @@ static void test_examples(void)
     }
 }
 
+/* `word` occurs in `text` with no name character on either side. */
+static int has_word(const char *text, const char *word)
+{
+    size_t n = strlen(word);
+
+    for (const char *p = strstr(text, word); p; p = strstr(p + 1, word)) {
+        char before = p == text ? ' ' : p[-1];
+        char after = p[n];
+
+        if (!isalnum((unsigned char)before) && before != '_' &&
+            !isalnum((unsigned char)after) && after != '_') {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/*
+ * conf/kube-watch-bridge.conf is the reference of every key: each key the
+ * dump prints (that is, each key of config.c's tables) appears in it.
+ */
+static void test_reference_documents_every_key(void)
+{
+    struct kwb_config cfg;
+    char err[1024];
+    char *dump = NULL, *ref = NULL;
+    size_t dump_len = 0, ref_len = 0;
+    FILE *f;
+    char *line, *save = NULL;
+    int keys = 0;
+
+    CHECK_EQ_INT(kwb_config_load(&cfg, "../../conf/kube-watch-bridge.conf", err,
+                                 sizeof(err)),
+                 0);
+    if (cfg.n_sinks == 0) {
+        return;
+    }
+    f = open_memstream(&dump, &dump_len);
+    CHECK(f != NULL);
+    if (!f) {
+        kwb_config_free(&cfg);
+        return;
+    }
+    CHECK_EQ_INT(kwb_config_dump(&cfg, f, 0), 0);
+    fclose(f);
+    kwb_config_free(&cfg);
+    f = fopen("../../conf/kube-watch-bridge.conf", "r");
+    CHECK(f != NULL);
+    if (!f) {
+        free(dump);
+        return;
+    }
+    ref = calloc(1, 1 << 20);
+    ref_len = ref ? fread(ref, 1, (1 << 20) - 1, f) : 0;
+    fclose(f);
+    CHECK(ref_len > 0);
+    for (line = strtok_r(dump, "\n", &save); line && ref;
+         line = strtok_r(NULL, "\n", &save)) {
+        char *eq = strstr(line, " = ");
+
+        while (*line == ' ') {
+            line++;
+        }
+        if (!eq || *line == '#' || *line == '"') {
+            continue;
+        }
+        *eq = '\0';
+        keys++;
+        if (!has_word(ref, line)) {
+            failed++;
+            fprintf(stderr, "key '%s' is not in kube-watch-bridge.conf\n",
+                    line);
+        } else {
+            passed++;
+        }
+    }
+    CHECK(keys > 60);
+    free(dump);
+    free(ref);
+}
+
 int main(void)
 {
     const char *base = getenv("TMPDIR");
@@ -872,6 +954,7 @@ int main(void)
     test_io_errors();
     test_dump();
     test_examples();
+    test_reference_documents_every_key();
 
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0) {
