@@ -67,7 +67,7 @@ BROKEN = [
     # The sink's own validation (init, offline), prefixed with its place.
     ("sink_init", CLUSTER + WATCHES + "sinks = (\n  { type = \"file\"; "
      "path = \"/x\";\n    rotate_keep = 0; }\n);\n",
-     ":4: sinks[0] (file): "),
+     ":5: sinks[0] (file): 'rotate_keep'"),
     ("sink_init_missing_path", CLUSTER + WATCHES
      + 'sinks = (\n  { type = "file"; name = "audit"; }\n);\n',
      ":4: sinks[0] (audit): "),

@@ -605,6 +605,10 @@ static void *fake_init(const struct config_setting_t *group,
         snprintf(errbuf, errsize, "'path' is required");
         return NULL;
     }
+    if (config_setting_get_member(group, "extra")) {
+        snprintf(errbuf, errsize, "extra: not now");
+        return NULL;
+    }
     return &fake_inits;
 }
 
@@ -653,6 +657,40 @@ static void test_check_sinks(void)
     CHECK_EQ_INT(kwb_config_check_sinks(&cfg, err, sizeof(err)), 0);
     CHECK_EQ_INT(fake_closes, 2);
     cfg.n_sinks = 2;
+    kwb_config_free(&cfg);
+
+    /* The line is that of the key the message names, when it has one. */
+    path = write_file("sinks2.conf",
+                      CLUSTER WATCHES "sinks = (\n  { type = \"file\";\n"
+                                      "    path = \"/x\";\n"
+                                      "    rotate_keep = 3; }\n);\n");
+    CHECK_EQ_INT(kwb_config_load(&cfg, path, err, sizeof(err)), 0);
+    if (cfg.n_sinks != 1) {
+        failed++;
+        return;
+    }
+    cfg.sinks[0].ops = &fake_ops;
+    {
+        config_setting_t *x =
+            config_setting_add(cfg.sinks[0].group, "extra", CONFIG_TYPE_INT);
+        char want[256];
+
+        CHECK(x != NULL);
+        CHECK_EQ_INT(kwb_config_check_sinks(&cfg, err, sizeof(err)), -1);
+        /* Added settings have no line: the group's line it is. */
+        snprintf(want, sizeof(want), "%s:4: sinks[0] (file): extra: not now",
+                 path);
+        CHECK_EQ_STR(err, want);
+        /* The real file sink names 'rotate_keep', on line 6. */
+        config_setting_remove(cfg.sinks[0].group, "extra");
+        config_setting_set_int(
+            config_setting_get_member(cfg.sinks[0].group, "rotate_keep"), 0);
+        cfg.sinks[0].ops = kwb_sink_find("file");
+        CHECK_EQ_INT(kwb_config_check_sinks(&cfg, err, sizeof(err)), -1);
+        snprintf(want, sizeof(want), "%s:6: sinks[0] (file): ", path);
+        CHECK(strncmp(err, want, strlen(want)) == 0);
+        CHECK(strstr(err, "rotate_keep") != NULL);
+    }
     kwb_config_free(&cfg);
 }
 
