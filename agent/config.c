@@ -2061,6 +2061,39 @@ static void check_log(int level, const char *sink_name, const char *fmt, ...)
     va_end(ap);
 }
 
+/*
+ * The line of the key a sink's message is about: the first of its first
+ * three words that names a member of the group ("'rotate_keep' must ...",
+ * "webhook: url must ...", "topic: ..."); else the group's line.
+ */
+static int message_line(const config_setting_t *group, int line,
+                        const char *msg)
+{
+    const char *p = msg;
+
+    for (int words = 0; *p && words < 3; words++) {
+        char name[64];
+        size_t n = 0;
+        const config_setting_t *m;
+
+        while (*p && !is_name_char(*p)) {
+            p++;
+        }
+        while (*p && is_name_char(*p)) {
+            if (n + 1 < sizeof(name)) {
+                name[n++] = *p;
+            }
+            p++;
+        }
+        name[n] = '\0';
+        m = n ? config_setting_get_member(group, name) : NULL;
+        if (m && config_setting_source_line(m) > 0) {
+            return (int)config_setting_source_line(m);
+        }
+    }
+    return line;
+}
+
 int kwb_config_check_sinks(const struct kwb_config *cfg, char *errbuf,
                            size_t errsize)
 {
@@ -2085,7 +2118,8 @@ int kwb_config_check_sinks(const struct kwb_config *cfg, char *errbuf,
         if (!sink) {
             if (errsize) {
                 snprintf(errbuf, errsize, "%s:%d: sinks[%zu] (%s): %s",
-                         file ? file : cfg->path, sk->line, i, sk->name,
+                         file ? file : cfg->path,
+                         message_line(sk->group, sk->line, msg), i, sk->name,
                          msg[0] ? msg : "invalid configuration");
             }
             return -1;

@@ -139,7 +139,8 @@ void kwb_config_free(struct kwb_config *cfg);
 /*
  * --check: for each sink, ops->init() on its group (offline) then
  * ops->close(). 0 when every sink accepts its group; else -1 and
- * "FILE:LINE: sinks[i] (name): <the sink's message>" in errbuf.
+ * "FILE:LINE: sinks[i] (name): <the sink's message>" in errbuf, LINE
+ * being that of the key the message names first, else the group's.
  */
 int kwb_config_check_sinks(const struct kwb_config *cfg, char *errbuf,
                            size_t errsize);

@@ -1186,7 +1186,8 @@ class Handler(BaseHTTPRequestHandler):
                 "time": time.time(), "method": self.command,
                 "path": self.url.path, "query": self.url.query,
                 "status": status, "watch": watch, "verb": verb,
-                "resource": key})
+                "resource": key, "auth": self.auth_state(),
+                "userAgent": self.headers.get("User-Agent", "")})
             if len(st.reqlog) > st.reqlog_max:
                 drop = len(st.reqlog) - st.reqlog_max
                 del st.reqlog[:drop]
@@ -1251,6 +1252,15 @@ class Handler(BaseHTTPRequestHandler):
         finally:
             if not path.startswith("/_control") and not self.logged:
                 self.log_request_entry(self.status_sent, verb, key, watch)
+
+    def auth_state(self):
+        """"none", "valid" or "invalid" bearer token (never the token)."""
+        hdr = self.headers.get("Authorization") if self.headers else None
+        if not hdr:
+            return "none"
+        if hdr.startswith("Bearer ") and hdr[7:].strip() in self.st.tokens:
+            return "valid"
+        return "invalid"
 
     def check_auth(self, path):
         tokens = self.st.tokens
@@ -1723,6 +1733,8 @@ class Handler(BaseHTTPRequestHandler):
             page = 0     # served "from the watch cache": limit ignored
         elif st.page_cap and (page <= 0 or page > st.page_cap):
             page = st.page_cap
+        if not match and limit > 0 and want and not cont:
+            match = "Exact"   # legacy: a paged list at RV N is exact
         start = None
         deadline = time.monotonic() + 3.0
         with store.cond:

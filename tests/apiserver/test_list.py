@@ -162,8 +162,16 @@ class ListTest(unittest.TestCase):
                        resourceVersionMatch="NotOlderThan")
         t.join()
         self.assertGreaterEqual(int(got["metadata"]["resourceVersion"]), fut)
+        # with limit and no match, an RV is exact (legacy rule)
+        old = api.list("configmaps", "rv", resourceVersion=str(rv_a),
+                       limit=10)
+        self.assertEqual(old["metadata"]["resourceVersion"], str(rv_a))
+        self.assertEqual(len(old["items"]), 1)
         # Exact below the compaction point: 410
         api.compact()
+        with self.assertRaises(ApiError) as cm:
+            api.list("configmaps", "rv", resourceVersion=str(rv_a), limit=10)
+        self.assertEqual(cm.exception.status, 410)
         with self.assertRaises(ApiError) as cm:
             api.list("configmaps", "rv", resourceVersion=str(rv_a),
                      resourceVersionMatch="Exact")
