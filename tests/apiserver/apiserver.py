@@ -1328,7 +1328,8 @@ class Handler(BaseHTTPRequestHandler):
         if verbs is not None and verb not in verbs:
             return
         rname = res.plural + ("/" + sub if sub else "")
-        scope = ('in the namespace "%s"' % ns) if ns else "at the cluster scope"
+        scope = ('in the namespace "%s"' % ns) if ns else \
+            "at the cluster scope"
         raise ApiError(
             403, "Forbidden", '%s is forbidden: User '
             '"system:serviceaccount:kwb:kube-watch-bridge" cannot %s resource '
@@ -2025,6 +2026,21 @@ class Handler(BaseHTTPRequestHandler):
                     now = time.monotonic()
                     if w.actions:
                         action = w.actions.pop(0)
+                        if action["mode"] == "replay":
+                            # re-send what was sent for the last n revisions
+                            n = int(action.get("count", 1))
+                            lo = max(pos - n, store.compacted,
+                                     store.hist_rv0 - 1)
+                            for ev in store.events_since(lo):
+                                if ev.rv > pos:
+                                    break
+                                ln = self.ev_line(res, ns, lsel, fsel, ev)
+                                if ln is not None:
+                                    lines.append(ln)
+                            action = None
+                            if lines:
+                                break
+                            continue
                         if action["mode"] in ("between", "clean", "garbage"):
                             break
                         # mid_event / mid_chunk: armed until the next write
@@ -2185,6 +2201,12 @@ def c_drop(srv, method, args):
 def c_garbage(srv, method, args):
     return _arm_watchers(srv, {"mode": "garbage", "line": args.get(
         "line", "this is not json {{{")}, args.get("resource"))
+
+
+def c_replay(srv, method, args):
+    return _arm_watchers(srv, {"mode": "replay",
+                               "count": int(args.get("count", 1))},
+                         args.get("resource"))
 
 
 def c_fail(srv, method, args):
@@ -2494,7 +2516,7 @@ def c_churn(srv, method, args):
 
 CONTROL = {
     "health": c_health, "state": c_state,
-    "drop-watches": c_drop, "garbage": c_garbage,
+    "drop-watches": c_drop, "garbage": c_garbage, "replay": c_replay,
     "fail": c_fail, "clear-faults": c_clear_faults,
     "forbid": c_forbid, "allow": c_allow,
     "compact": c_compact, "expire-continue": c_expire_continue,
