@@ -31,7 +31,7 @@
 #include <unistd.h>
 
 #define NLINES 2000 /* distinct lines cycled over (a multiple of 20) */
-#define WBUF (256 * 1024)
+#define WBUF   (256 * 1024)
 
 static struct kwb_bgen gen;
 static char *lines[NLINES];
@@ -76,8 +76,8 @@ static int anchor_parse(uint64_t n)
     uint64_t bytes = 0;
 
     for (uint64_t i = 0; i < n; i++) {
-        cJSON *root = cJSON_ParseWithLength(lines[i % NLINES],
-                                            lens[i % NLINES]);
+        cJSON *root =
+            cJSON_ParseWithLength(lines[i % NLINES], lens[i % NLINES]);
         if (!root) {
             fprintf(stderr, "cJSON rejected line %" PRIu64 "\n", i);
             return -1;
@@ -107,8 +107,8 @@ static int anchor_print(uint64_t n, const char *dir)
     w0 = kwb_bgen_mono();
     c0 = cpu_now();
     for (uint64_t i = 0; i < n; i++) {
-        cJSON *root = cJSON_ParseWithLength(lines[i % NLINES],
-                                            lens[i % NLINES]);
+        cJSON *root =
+            cJSON_ParseWithLength(lines[i % NLINES], lens[i % NLINES]);
         char *s = root ? cJSON_PrintUnformatted(root) : NULL;
         size_t len;
 
@@ -266,8 +266,8 @@ int main(int argc, char **argv)
     }
     for (int i = 0; i < NLINES; i++) {
         lines[i] = malloc(16384);
-        lens[i] = lines[i] ? kwb_bgen_line(&gen, lines[i], 16384,
-                                           (uint64_t)i, pool, 0)
+        lens[i] = lines[i] ? kwb_bgen_line(&gen, lines[i], 16384, (uint64_t)i,
+                                           pool, 0)
                            : 0;
         if (!lens[i]) {
             return 1;

@@ -136,8 +136,7 @@ static int relist(uint64_t n)
         if (k < n && k % 100 == 1) {
             continue; /* deleted during the gap */
         }
-        obj(k, k % 100 == 2 ? 900000000 + k : 100000000 + k, uid, rv, name,
-            ns);
+        obj(k, k % 100 == 2 ? 900000000 + k : 100000000 + k, uid, rv, name, ns);
         known = kwb_store_get_rv(s, uid);
         if (known && strcmp(known, rv) == 0) {
             kwb_store_mark_seen(s, uid);

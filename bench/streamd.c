@@ -45,8 +45,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define RING 1000  /* events per connection ring; multiple of 5 * NVAR */
-#define BATCH 64   /* events per writev in fast mode */
+#define RING    1000 /* events per connection ring; multiple of 5 * NVAR */
+#define BATCH   64   /* events per writev in fast mode */
 #define REQ_MAX 16384
 
 struct opts {
@@ -61,12 +61,13 @@ struct opts {
 };
 
 static struct opts opt = {
-    .kind = "pods", .pool = 10000,
+    .kind = "pods",
+    .pool = 10000,
 };
 static struct kwb_bgen gen;
 static atomic_int gate_open;
 static atomic_int list_gen;
-static atomic_uint_fast64_t head; /* highest watch seq handed out + 1 */
+static atomic_uint_fast64_t head;         /* highest watch seq handed out + 1 */
 static atomic_uint_fast64_t watch_events; /* sent, all watches */
 static int listen_fd = -1;
 
@@ -211,8 +212,8 @@ static void serve_watch(int fd, uint64_t from_rv)
                               "Transfer-Encoding: chunked\r\n\r\n";
     struct ring r = {0};
     struct iovec iov[BATCH];
-    uint64_t seq = from_rv > KWB_BGEN_WATCH_RV ? from_rv - KWB_BGEN_WATCH_RV
-                                               : 0;
+    uint64_t seq =
+        from_rv > KWB_BGEN_WATCH_RV ? from_rv - KWB_BGEN_WATCH_RV : 0;
     uint64_t start = seq, end = opt.count ? opt.count : UINT64_MAX;
     int gen0 = atomic_load(&list_gen);
     double t0 = 0, t1 = 0;
@@ -338,8 +339,7 @@ static int serve_list(int fd, uint64_t limit, uint64_t cont)
     }
     len = (size_t)snprintf(body, cap,
                            "{\"kind\":\"%s\",\"apiVersion\":\"v1\","
-                           "\"metadata\":{\"resourceVersion\":\"%" PRIu64
-                           "\"",
+                           "\"metadata\":{\"resourceVersion\":\"%" PRIu64 "\"",
                            gen.list_kind,
                            (uint64_t)(KWB_BGEN_WATCH_RV + atomic_load(&head)));
     i += limit;
@@ -528,10 +528,9 @@ static int null_reader(int port, double secs)
 
 static void usage(void)
 {
-    fprintf(stderr,
-            "usage: streamd [--kind pods|events] [--port-file F] "
-            "[--count N] [--rate EV/S] [--pool N] [--list N] [--gate] "
-            "[--ceiling SECONDS]\n");
+    fprintf(stderr, "usage: streamd [--kind pods|events] [--port-file F] "
+                    "[--count N] [--rate EV/S] [--pool N] [--list N] [--gate] "
+                    "[--ceiling SECONDS]\n");
 }
 
 int main(int argc, char **argv)
@@ -619,8 +618,7 @@ int main(int argc, char **argv)
             return 1;
         }
     }
-    fprintf(stderr, "{\"msg\":\"listening\",\"port\":%d}\n",
-            ntohs(a.sin_port));
+    fprintf(stderr, "{\"msg\":\"listening\",\"port\":%d}\n", ntohs(a.sin_port));
     pthread_join(t, NULL);
     kwb_bgen_free(&gen);
     return 0;

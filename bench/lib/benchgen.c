@@ -14,8 +14,8 @@
 #include <string.h>
 #include <time.h>
 
-static const int field_width[KWB_BGEN_NFIELD] = {36, KWB_BGEN_NAME_DIGITS,
-                                                  12, 19};
+static const int field_width[KWB_BGEN_NFIELD] = {36, KWB_BGEN_NAME_DIGITS, 12,
+                                                 19};
 
 /* clang-format off */
 #define POD_FMT \
@@ -123,8 +123,8 @@ static const struct words words[KWB_BGEN_NVAR] = {
     {"ingest-worker", "data-pipeline", "worker", "data-engineering"},
 };
 
-static const char *const ev_reason[KWB_BGEN_NVAR] = {
-    "Pulled", "Unhealthy", "Started", "BackOff"};
+static const char *const ev_reason[KWB_BGEN_NVAR] = {"Pulled", "Unhealthy",
+                                                     "Started", "BackOff"};
 static const char *const ev_message[KWB_BGEN_NVAR] = {
     "Container image \\\"registry.example.com/shop/web:1.24.3\\\" already "
     "present on machine and can be reused",
@@ -185,13 +185,12 @@ int kwb_bgen_init(struct kwb_bgen *g, const char *kind)
         if (g->kind == KWB_BGEN_PODS) {
             n = snprintf(buf, sizeof(buf), POD_FMT, w->app, w->app, w->ns,
                          w->app, w->tier, v, w->ns, w->team, w->app, v, v,
-                         w->app, v, w->app, w->ns, w->app, v, v + 1, v + 2,
-                         v, v, w->app, v, w->ns, w->app, v);
+                         w->app, v, w->app, w->ns, w->app, v, v + 1, v + 2, v,
+                         v, w->app, v, w->ns, w->app, v);
         } else {
             n = snprintf(buf, sizeof(buf), EVENT_FMT, w->app, w->ns, w->ns,
-                         w->app, v, w->app, ev_reason[v], ev_message[v],
-                         v + 1, 3 + v * 7, v == 1 || v == 3 ? "Warning"
-                                                             : "Normal",
+                         w->app, v, w->app, ev_reason[v], ev_message[v], v + 1,
+                         3 + v * 7, v == 1 || v == 3 ? "Warning" : "Normal",
                          v + 1);
         }
         if (n < 0 || (size_t)n >= sizeof(buf) ||
@@ -249,8 +248,7 @@ void kwb_bgen_uid(char out[37], uint64_t k)
     out[36] = '\0';
 }
 
-void kwb_bgen_patch_ts(const struct kwb_bgen_tmpl *t, char *obj,
-                       uint64_t ts_ns)
+void kwb_bgen_patch_ts(const struct kwb_bgen_tmpl *t, char *obj, uint64_t ts_ns)
 {
     for (int i = 0; i < t->nocc[KWB_BGEN_TS]; i++) {
         kwb_bgen_digits(obj + t->off[KWB_BGEN_TS][i], 19, ts_ns);
@@ -284,8 +282,8 @@ size_t kwb_bgen_line(const struct kwb_bgen *g, char *buf, size_t size,
 {
     uint64_t k = seq % pool;
     const struct kwb_bgen_tmpl *t = kwb_bgen_var(g, k);
-    int n = snprintf(buf, size, "{\"type\":\"%s\",\"object\":",
-                     kwb_bgen_type(seq));
+    int n =
+        snprintf(buf, size, "{\"type\":\"%s\",\"object\":", kwb_bgen_type(seq));
 
     if (n < 0 || (size_t)n + t->len + 3 > size) {
         return 0;
@@ -296,8 +294,7 @@ size_t kwb_bgen_line(const struct kwb_bgen *g, char *buf, size_t size,
     return (size_t)n + t->len + 2;
 }
 
-size_t kwb_bgen_chunk_len(const struct kwb_bgen *g, uint64_t seq,
-                          uint64_t pool)
+size_t kwb_bgen_chunk_len(const struct kwb_bgen *g, uint64_t seq, uint64_t pool)
 {
     size_t line = strlen("{\"type\":\"\",\"object\":") +
                   strlen(kwb_bgen_type(seq)) +

@@ -14,16 +14,21 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define KWB_BGEN_NVAR 4     /* variants; pool sizes must be multiples */
-#define KWB_BGEN_MAXOCC 4   /* occurrences of one field in a template */
-#define KWB_BGEN_RV_BASE 100000000000ull /* listed objects: base + k */
+#define KWB_BGEN_NVAR     4 /* variants; pool sizes must be multiples */
+#define KWB_BGEN_MAXOCC   4 /* occurrences of one field in a template */
+#define KWB_BGEN_RV_BASE  100000000000ull /* listed objects: base + k */
 #define KWB_BGEN_WATCH_RV 200000000000ull /* watch seq s: this + s + 1 */
 /* Annotation holding the server's send time (ns, CLOCK_REALTIME). */
-#define KWB_BGEN_TS_KEY "bench.kwb/sent-ns"
+#define KWB_BGEN_TS_KEY      "bench.kwb/sent-ns"
 #define KWB_BGEN_NAME_DIGITS 7 /* the name ends in k, zero-padded */
 
-enum kwb_bgen_field { KWB_BGEN_UID, KWB_BGEN_NAME, KWB_BGEN_RV, KWB_BGEN_TS,
-                      KWB_BGEN_NFIELD };
+enum kwb_bgen_field {
+    KWB_BGEN_UID,
+    KWB_BGEN_NAME,
+    KWB_BGEN_RV,
+    KWB_BGEN_TS,
+    KWB_BGEN_NFIELD
+};
 
 enum kwb_bgen_kind { KWB_BGEN_PODS, KWB_BGEN_EVENTS };
 
@@ -85,7 +90,7 @@ void kwb_bgen_digits(char *p, int width, uint64_t v);
 /* The uid of pool object k: a canonical lower-case UUID, 36 chars. */
 void kwb_bgen_uid(char out[37], uint64_t k);
 
-uint64_t kwb_bgen_now_ns(void);  /* CLOCK_REALTIME */
-double kwb_bgen_mono(void);      /* CLOCK_MONOTONIC, seconds */
+uint64_t kwb_bgen_now_ns(void); /* CLOCK_REALTIME */
+double kwb_bgen_mono(void);     /* CLOCK_MONOTONIC, seconds */
 
 #endif

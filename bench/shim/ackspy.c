@@ -28,8 +28,8 @@ static void record(int fd)
     clock_gettime(CLOCK_REALTIME, &ts);
     if (out_fd == -2) {
         const char *p = getenv("KWB_ACKSPY_OUT");
-        out_fd = p ? open(p, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644)
-                   : -1;
+        out_fd =
+            p ? open(p, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644) : -1;
     }
     if (out_fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
         return;
