@@ -223,8 +223,9 @@ static void serve_watch(int fd, uint64_t from_rv)
     if (ring_init(&r) < 0 || write_all(fd, hdr, sizeof(hdr) - 1) < 0) {
         goto out;
     }
-    while (opt.gate && !atomic_load(&gate_open)) {
-        if (peer_gone(fd, 10)) {
+    while (opt.gate && !atomic_load(&gate_open) &&
+           atomic_load(&list_gen) == gen0) {
+        if (peer_gone(fd, 5)) {
             goto out;
         }
     }
@@ -283,7 +284,7 @@ static void serve_watch(int fd, uint64_t from_rv)
     /* All sent: stay open (a real watch is long-lived) until the peer
      * goes, or a relist closes it with 410. */
     while (atomic_load(&list_gen) == gen0) {
-        if (peer_gone(fd, 50)) {
+        if (peer_gone(fd, 5)) {
             goto out;
         }
     }
