@@ -5,16 +5,18 @@
  * Resolution order (SPEC: "default: in-cluster, then kubeconfig"):
  *   1. cluster.server from the config, with token_file, ca_file,
  *      client_cert_file/client_key_file, insecure_skip_tls_verify.
- *   2. In-cluster: KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT both
+ *   2. cluster.kubeconfig from the config, when set (an explicit choice,
+ *      like client-go's --kubeconfig, so it wins over in-cluster).
+ *   3. In-cluster: KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT both
  *      set; token, ca.crt and namespace under cfg->serviceaccount_dir
  *      (default /var/run/secrets/kubernetes.io/serviceaccount).
- *   3. A kubeconfig: cfg->kubeconfig, else the first non-empty path of
- *      $KUBECONFIG (no merging of several files), else ~/.kube/config;
- *      cfg->context or current-context. Relative paths inside it are
- *      relative to the kubeconfig file's directory. exec and auth-provider
- *      plugins, basic auth and tls-server-name are rejected with a clear
- *      error.
- * In cases 2 and 3, token_file, ca_file, client_cert_file/client_key_file
+ *   4. A kubeconfig: the first non-empty path of $KUBECONFIG (no merging
+ *      of several files), else ~/.kube/config.
+ * With a kubeconfig: cfg->context or current-context; relative paths are
+ * relative to the kubeconfig file's directory; exec and auth-provider
+ * plugins, basic auth, impersonation and tls-server-name are rejected with
+ * a clear error.
+ * In cases 2 to 4, token_file, ca_file, client_cert_file/client_key_file
  * and insecure_skip_tls_verify from the config, when set, take precedence
  * over what was found (as kubectl's flags do).
  *
@@ -53,9 +55,10 @@ int kwb_kube_auth_resolve(const struct kwb_config *cfg,
                           size_t errsize);
 
 /*
- * Step 3 alone, on kubeconfig text already in memory: data (len bytes,
- * borrowed) as if read from `path`, which names it in messages and whose
- * directory anchors relative paths. cfg supplies context and overrides.
+ * The kubeconfig step alone, on kubeconfig text already in memory: data
+ * (len bytes, borrowed) as if read from `path`, which names it in messages
+ * and whose directory anchors relative paths. cfg supplies context and
+ * overrides.
  * For resolve, the unit tests and the fuzzer.
  */
 int kwb_kube_auth_from_kubeconfig_mem(const char *data, size_t len,

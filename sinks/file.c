@@ -149,11 +149,61 @@ static int file_open(struct file_sink *f)
     return 0;
 }
 
+/*
+ * A crash (SIGKILL, power loss) in the middle of a write can leave part of
+ * a line at the end of the file. Those bytes were never acknowledged, so
+ * the events will be delivered again: cut the partial line off so the
+ * file stays valid JSON lines.
+ */
+static int repair_tail(struct file_sink *f)
+{
+    char buf[4096];
+    off_t end = f->size, pos;
+    ssize_t n;
+
+    if (end == 0) {
+        return 0;
+    }
+    if (pread(f->fd, buf, 1, end - 1) != 1) {
+        return -errno;
+    }
+    if (buf[0] == '\n') {
+        return 0;
+    }
+    pos = end;
+    while (pos > 0) {
+        size_t want = pos > (off_t)sizeof(buf) ? sizeof(buf) : (size_t)pos;
+        n = pread(f->fd, buf, want, pos - (off_t)want);
+        if (n != (ssize_t)want) {
+            return n < 0 ? -errno : -EIO;
+        }
+        char *nl = memrchr(buf, '\n', want);
+        if (nl) {
+            pos = pos - (off_t)want + (nl - buf) + 1;
+            break;
+        }
+        pos -= (off_t)want;
+    }
+    if (ftruncate(f->fd, pos) < 0) {
+        return -errno;
+    }
+    f->env.log(2, f->name,
+               "%s ended in a partial line (%lld bytes, left by a crash, "
+               "never acknowledged): removed; those events are delivered "
+               "again",
+               f->path, (long long)(end - pos));
+    f->size = pos;
+    return 0;
+}
+
 static int file_start(void *state)
 {
     struct file_sink *f = state;
     int rc = file_open(f);
 
+    if (rc == 0) {
+        rc = repair_tail(f);
+    }
     if (rc < 0) {
         f->env.log(3, f->name, "cannot open %s: %s", f->path, strerror(-rc));
     }

@@ -8,6 +8,7 @@
 
 static const struct kwb_sink_ops *const registry[] = {
     &kwb_sink_file,
+    &kwb_sink_kafka,
     &kwb_sink_webhook,
     NULL,
 };

@@ -388,7 +388,7 @@ static int put(struct batch *b, const char *s, size_t n)
     return 0;
 }
 
-static int puts_(struct batch *b, const char *s)
+static int put_str(struct batch *b, const char *s)
 {
     return put(b, s, strlen(s));
 }
@@ -448,41 +448,41 @@ static int put_cloudevent(struct webhook *w, struct batch *b,
     size_t tlen = 0;
     int rc;
 
-    if ((rc = puts_(b, "{\"specversion\":\"1.0\",\"id\":\"")) < 0 ||
-        (rc = put_escaped(b, ev->uid)) < 0 || (rc = puts_(b, ":")) < 0 ||
+    if ((rc = put_str(b, "{\"specversion\":\"1.0\",\"id\":\"")) < 0 ||
+        (rc = put_escaped(b, ev->uid)) < 0 || (rc = put_str(b, ":")) < 0 ||
         (rc = put_escaped(b, ev->resource_version)) < 0 ||
-        (rc = puts_(b, ":")) < 0 || (rc = put_escaped(b, ev->type)) < 0 ||
-        (rc = puts_(b, "\",\"source\":\"")) < 0 ||
+        (rc = put_str(b, ":")) < 0 || (rc = put_escaped(b, ev->type)) < 0 ||
+        (rc = put_str(b, "\",\"source\":\"")) < 0 ||
         (rc = put_escaped(b, cluster ? cluster : "")) < 0 ||
-        (rc = puts_(b, "/")) < 0 || (rc = put_escaped(b, ev->watch_id)) < 0 ||
-        (rc = puts_(b, "\",\"type\":\"io.k8s.watch.")) < 0 ||
+        (rc = put_str(b, "/")) < 0 || (rc = put_escaped(b, ev->watch_id)) < 0 ||
+        (rc = put_str(b, "\",\"type\":\"io.k8s.watch.")) < 0 ||
         (rc = put_lower(b, ev->type)) < 0 ||
-        (rc = puts_(b, "\",\"subject\":\"")) < 0) {
+        (rc = put_str(b, "\",\"subject\":\"")) < 0) {
         return rc;
     }
     if (ev->namespace_ && *ev->namespace_) {
         if ((rc = put_escaped(b, ev->namespace_)) < 0 ||
-            (rc = puts_(b, "/")) < 0) {
+            (rc = put_str(b, "/")) < 0) {
             return rc;
         }
     }
-    if ((rc = put_escaped(b, ev->name)) < 0 || (rc = puts_(b, "\"")) < 0) {
+    if ((rc = put_escaped(b, ev->name)) < 0 || (rc = put_str(b, "\"")) < 0) {
         return rc;
     }
     if (kwb_webhook_json_member(ev->json, ev->json_len, "observedAt", &t,
                                 &tlen) == 0) {
         /* Copied as it is in the event: still valid JSON string text. */
-        if ((rc = puts_(b, ",\"time\":\"")) < 0 || (rc = put(b, t, tlen)) < 0 ||
-            (rc = puts_(b, "\"")) < 0) {
+        if ((rc = put_str(b, ",\"time\":\"")) < 0 ||
+            (rc = put(b, t, tlen)) < 0 || (rc = put_str(b, "\"")) < 0) {
             return rc;
         }
     }
-    if ((rc = puts_(b, ",\"datacontenttype\":\"application/json\","
-                       "\"data\":")) < 0 ||
+    if ((rc = put_str(b, ",\"datacontenttype\":\"application/json\","
+                         "\"data\":")) < 0 ||
         (rc = put(b, ev->json, ev->json_len)) < 0) {
         return rc;
     }
-    return puts_(b, "}");
+    return put_str(b, "}");
 }
 
 static int batch_append(struct webhook *w, struct batch *b,

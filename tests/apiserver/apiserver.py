@@ -13,6 +13,7 @@ import argparse
 import base64
 import bisect
 import gc
+import itertools
 import json
 import os
 import random
@@ -21,7 +22,6 @@ import select
 import signal
 import socket
 import ssl
-import string
 import sys
 import threading
 import time
@@ -528,6 +528,7 @@ def make_pod(name, namespace="default", labels=None, size=3000, node=None,
     node = node or "node-%d" % (seq % 8)
     ip = "10.244.%d.%d" % ((seq // 250) % 250, seq % 250 + 2)
     pod = {
+        "kind": "Pod", "apiVersion": "v1",
         "metadata": {
             "name": name, "namespace": namespace, "labels": lab,
             "annotations": {
@@ -626,17 +627,21 @@ _base_size = {}
 class Rec:
     """An immutable stored object: obj (dict, without kind/apiVersion), item
     (its JSON bytes) and full (JSON bytes with kind/apiVersion)."""
-    __slots__ = ("obj", "item", "full", "ns", "name", "rv", "skey")
+    __slots__ = ("obj", "item", "prefix", "ns", "name", "rv", "skey")
 
     def __init__(self, res, obj, skey):
         self.obj = obj
         md = obj["metadata"]
         self.ns = md.get("namespace", "")
         self.name = md["name"]
-        self.rv = int(md["resourceVersion"])
+        self.rv = int(md["resourceVersion"] or 0)
         self.skey = skey
         self.item = dumps(obj)
-        self.full = res.prefix + self.item[1:]
+        self.prefix = res.prefix
+
+    @property
+    def full(self):
+        return self.prefix + self.item[1:]
 
     def labels(self):
         return self.obj["metadata"].get("labels")
@@ -722,10 +727,10 @@ class Store:
             start = 0
         return self.hist[start:]
 
-    def _ensure_ns(self, ns):
+    def _ensure_ns(self, ns, force=False):
         nsres = RES_BY_KEY["namespaces"]
         if ns and ns not in self.data["namespaces"]:
-            if not self.auto_namespaces:
+            if not self.auto_namespaces and not force:
                 raise ApiError(404, "NotFound", 'namespaces "%s" not found'
                                % ns, {"name": ns, "kind": "namespaces"})
             self._commit(nsres, "ADDED", self._new_meta(nsres, {
@@ -946,11 +951,10 @@ class Store:
 
 
 class Watcher:
-    _ids = 0
+    _ids = itertools.count(1)   # next() is atomic under the GIL
 
     def __init__(self, key):
-        Watcher._ids += 1
-        self.id = Watcher._ids
+        self.id = next(Watcher._ids)
         self.key = key
         self.actions = []      # pending control actions (lock held)
         self.armed = None      # mid_event/mid_chunk drop waiting for a write
@@ -1082,6 +1086,15 @@ def openapi_v3(gv):
             "paths": paths, "components": {"schemas": {}}}
 
 
+class _View:
+    """A transient object view (obj + full bytes) for watch lines."""
+    __slots__ = ("obj", "full")
+
+    def __init__(self, obj, full):
+        self.obj = obj
+        self.full = full
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "kwb-test-apiserver/1.0"
@@ -1173,7 +1186,8 @@ class Handler(BaseHTTPRequestHandler):
                 "time": time.time(), "method": self.command,
                 "path": self.url.path, "query": self.url.query,
                 "status": status, "watch": watch, "verb": verb,
-                "resource": key})
+                "resource": key, "auth": self.auth_state(),
+                "userAgent": self.headers.get("User-Agent", "")})
             if len(st.reqlog) > st.reqlog_max:
                 drop = len(st.reqlog) - st.reqlog_max
                 del st.reqlog[:drop]
@@ -1199,12 +1213,18 @@ class Handler(BaseHTTPRequestHandler):
             if path.startswith("/_control/") or path == "/_control":
                 self.control(method, path, body)
                 return
-            route = self.route(method, path, q)
+            self.check_auth(path)      # authentication comes first
+            route_err = None
+            try:
+                route = self.route(method, path, q)
+            except ApiError as e:
+                route, route_err = None, e
             verb, res, ns, name, sub = route if route else (None,) * 5
             key = res.key if res else None
             watch = verb == "watch"
-            self.check_auth(path)
             self.check_faults(method, path, verb, watch)
+            if route_err is not None:
+                raise route_err
             if res is not None:
                 self.check_forbidden(verb, res, ns, name, sub)
             if route is None:
@@ -1232,6 +1252,15 @@ class Handler(BaseHTTPRequestHandler):
         finally:
             if not path.startswith("/_control") and not self.logged:
                 self.log_request_entry(self.status_sent, verb, key, watch)
+
+    def auth_state(self):
+        """"none", "valid" or "invalid" bearer token (never the token)."""
+        hdr = self.headers.get("Authorization") if self.headers else None
+        if not hdr:
+            return "none"
+        if hdr.startswith("Bearer ") and hdr[7:].strip() in self.st.tokens:
+            return "valid"
+        return "invalid"
 
     def check_auth(self, path):
         tokens = self.st.tokens
@@ -1282,9 +1311,14 @@ class Handler(BaseHTTPRequestHandler):
                 elif code == 429:
                     headers["Retry-After"] = "1"
                     details = {"retryAfterSeconds": 1}
-                if f.get("hang"):
-                    time.sleep(float(f["hang"]))
-                raise ApiError(code, reason, msg, details, headers)
+                hit = (ApiError(code, reason, msg, details, headers),
+                       float(f.get("hang") or 0))
+                break
+            else:
+                return
+        if hit[1] > 0:
+            time.sleep(hit[1])      # outside the lock
+        raise hit[0]
 
     def check_forbidden(self, verb, res, ns, name, sub):
         with self.store.cond:
@@ -1471,8 +1505,6 @@ class Handler(BaseHTTPRequestHandler):
 
     def resource(self, method, verb, res, ns, name, sub, body):
         q = self.q
-        if res.namespaced and ns is None:
-            ns = None  # all namespaces (list/watch only)
         dry = "dryRun" in q and q["dryRun"] != ""
         if verb == "list":
             self.do_list(res, ns, q)
@@ -1508,6 +1540,8 @@ class Handler(BaseHTTPRequestHandler):
                 try:
                     opts = json.loads(body)
                 except ValueError:
+                    raise bad_request("invalid DeleteOptions body")
+                if opts is not None and not isinstance(opts, dict):
                     raise bad_request("invalid DeleteOptions body")
             rec = self.store.delete(res, ns or "", name,
                                     (opts or {}).get("preconditions"), dry)
@@ -1583,7 +1617,7 @@ class Handler(BaseHTTPRequestHandler):
         if ctype == "application/apply-patch+yaml" and \
                 not self.q.get("fieldManager"):
             raise bad_request("fieldManager is required for apply requests")
-        for attempt in range(8):
+        for _ in range(8):    # retried when a write races the patch
             with store.cond:
                 old = store.data[res.key].get(skey_of(res, ns, name))
                 if old is None:
@@ -1699,6 +1733,8 @@ class Handler(BaseHTTPRequestHandler):
             page = 0     # served "from the watch cache": limit ignored
         elif st.page_cap and (page <= 0 or page > st.page_cap):
             page = st.page_cap
+        if not match and limit > 0 and want and not cont:
+            match = "Exact"   # legacy: a paged list at RV N is exact
         start = None
         deadline = time.monotonic() + 3.0
         with store.cond:
@@ -1716,7 +1752,7 @@ class Handler(BaseHTTPRequestHandler):
                                       "meta.k8s.io/v1)")
                 if epoch != st.continue_epoch or at < store.compacted:
                     newtok = self.make_token(at if at >= store.compacted
-                                             else store.rv, start, True)
+                                             else store.rv, start)
                     raise expired(
                         "The provided continue parameter is too old to "
                         "display a consistent list result. You can start a "
@@ -1766,8 +1802,7 @@ class Handler(BaseHTTPRequestHandler):
                 if page and len(out) >= page:
                     break
             more = page and len(out) >= page and i < hi
-            token = self.make_token(at, last + "\x00", False) if more \
-                else None
+            token = self.make_token(at, last + "\x00") if more else None
             remaining = (hi - i) if (more and not lsel and not fsel) else None
         if self.wants_table():
             self.send_json(200, self.table(res, out, str(at), token))
@@ -1776,7 +1811,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send_bytes(200, self.list_bytes(res, items, at, token,
                                              remaining))
 
-    def make_token(self, rv, start, _inconsistent):
+    def make_token(self, rv, start):
         tok = {"v": "meta.k8s.io/v1", "rv": rv, "start": start,
                "e": self.st.continue_epoch}
         return base64.urlsafe_b64encode(dumps(tok)).decode().rstrip("=")
@@ -1831,6 +1866,8 @@ class Handler(BaseHTTPRequestHandler):
         deadline = time.monotonic() + timeout
         initial = []
         expired_ev = None
+        self.watch_table = self.q.get("includeObject", "Metadata") \
+            if self.wants_table() else None
         w = Watcher(res.key)
         with store.cond:
             if watch_list or (want is None and sie is None):
@@ -1855,6 +1892,24 @@ class Handler(BaseHTTPRequestHandler):
                         "reason": "Expired", "code": 410}}
                 pos = want
             else:
+                if want > store.rv:
+                    # like the watch cache: wait up to 3 s for the revision
+                    limit = time.monotonic() + 3.0
+                    while want > store.rv and time.monotonic() < limit:
+                        store.cond.wait(limit - time.monotonic())
+                    if want > store.rv:
+                        expired_ev = {
+                            "type": "ERROR", "object": {
+                                "kind": "Status", "apiVersion": "v1",
+                                "metadata": {}, "status": "Failure",
+                                "message": "Too large resource version: %d, "
+                                "current: %d" % (want, store.rv),
+                                "reason": "Timeout",
+                                "details": {"causes": [{
+                                    "reason": "ResourceVersionTooLarge",
+                                    "message": "Too large resource version"
+                                }], "retryAfterSeconds": 1},
+                                "code": 504}}
                 pos = want
             if expired_ev is None:
                 st.watchers[w.id] = w
@@ -1906,14 +1961,26 @@ class Handler(BaseHTTPRequestHandler):
             elif was_ok and not now_ok:
                 o = json.loads(ev.prev.item)
                 o["metadata"]["resourceVersion"] = str(ev.rv)
-                body = res.prefix + dumps(o)[1:]
-                return b'{"type":"DELETED","object":' + body + b"}\n"
+                return self.ev_bytes(res, "DELETED", _View(
+                    o, res.prefix + dumps(o)[1:]))
             elif not now_ok:
                 return None
         elif not ok(ev.rec):
             return None
-        return b'{"type":"%s","object":' % typ.encode() + ev.rec.full + \
-            b"}\n"
+        return self.ev_bytes(res, typ, ev.rec)
+
+    def ev_bytes(self, res, typ, rec):
+        """One watch line; a Table with one row when the client asked for
+        tables (kubectl get -w)."""
+        if self.watch_table is None:
+            return b'{"type":"%s","object":' % typ.encode() + rec.full + \
+                b"}\n"
+        tbl = {"kind": "Table", "apiVersion": "meta.k8s.io/v1",
+               "metadata": {"resourceVersion":
+                            rec.obj["metadata"].get("resourceVersion", "")},
+               "columnDefinitions": table_columns(res),
+               "rows": [table_row(res, rec, self.watch_table)]}
+        return dumps({"type": typ, "object": tbl}) + b"\n"
 
     def watch_loop(self, res, ns, lsel, fsel, bookmarks, watch_list,
                    deadline, w, pos, initial, sock):
@@ -1938,7 +2005,7 @@ class Handler(BaseHTTPRequestHandler):
         # initial (synthetic ADDED) events
         buf = []
         for r in initial:
-            buf.append(chunk(b'{"type":"ADDED","object":' + r.full + b"}\n"))
+            buf.append(chunk(self.ev_bytes(res, "ADDED", r)))
             if len(buf) >= 512:
                 sock.sendall(b"".join(buf))
                 buf = []
@@ -1947,7 +2014,7 @@ class Handler(BaseHTTPRequestHandler):
         if buf:
             sock.sendall(b"".join(buf))
         initial = None
-        next_bm = time.monotonic() + st.bookmark_interval
+        next_bm = time.monotonic() + max(0.01, st.bookmark_interval)
         next_poll = 0.0
         while True:
             lines = []
@@ -1986,7 +2053,7 @@ class Handler(BaseHTTPRequestHandler):
                             continue
                         if bookmarks and now >= next_bm:
                             lines.append(self.bookmark(res, pos))
-                            next_bm = now + st.bookmark_interval
+                            next_bm = now + max(0.01, st.bookmark_interval)
                             break
                     wait = deadline - now
                     if bookmarks and not stalled:
@@ -2307,7 +2374,7 @@ def bulk(store, op, res, ns, count, prefix="bulk", size=3000, labels=None,
     if op == "create":
         with store.cond:
             if res.namespaced:
-                store._ensure_ns(ns)
+                store._ensure_ns(ns, force=True)
             base = store.rv
         todo = []
         for i in range(count):
@@ -2471,11 +2538,9 @@ class Server(ThreadingHTTPServer):
 
 
 def seed(store, args):
-    nsres = RES_BY_KEY["namespaces"]
     for ns in ("default", "kube-system", "kube-public", "kube-node-lease"):
         with store.cond:
-            store._ensure_ns(ns)
-    del nsres
+            store._ensure_ns(ns, force=True)
     if args.seed_pods:
         bulk(store, "create", RES_BY_KEY["pods"], args.seed_namespace,
              args.seed_pods, prefix="seed")
@@ -2493,7 +2558,7 @@ def main(argv=None):
                     "required)")
     ap.add_argument("--token-file", help="read the accepted token from FILE")
     ap.add_argument("--bookmark-interval", type=float, default=1.0)
-    ap.add_argument("--history-size", type=int, default=100000)
+    ap.add_argument("--history-size", type=int, default=20000)
     ap.add_argument("--page-cap", type=int, default=0)
     ap.add_argument("--no-watch-list", dest="watch_list",
                     action="store_const", const="reject", default="on")

@@ -137,14 +137,17 @@ class ApiServer:
     Options: token, tls (bool; certificates are made in the temp dir),
     bookmark_interval, history_size, page_cap, watch_list ("on", "reject",
     "ignore"), min_request_timeout, seed_pods, churn (ops/s), initial_rv,
-    strict_namespaces, host, verbose, extra_args (list)."""
+    strict_namespaces, host, verbose, extra_args (list), port (0 =
+    ephemeral; pass the old port to restart a server in the same place,
+    with initial_rv above the old revision to mimic a restarted cluster)."""
 
     def __init__(self, token=None, tls=False, bookmark_interval=None,
                  history_size=None, page_cap=None, watch_list="on",
                  min_request_timeout=None, seed_pods=0, churn=None,
                  initial_rv=None, strict_namespaces=False, host="127.0.0.1",
-                 verbose=False, extra_args=()):
+                 verbose=False, extra_args=(), port=0):
         self.token = token
+        self.fixed_port = port
         self.tls = tls
         self.host = host
         self.opts = dict(bookmark_interval=bookmark_interval,
@@ -166,8 +169,8 @@ class ApiServer:
     def start(self, timeout=15.0):
         self.dir = tempfile.mkdtemp(prefix="kwb-apiserver-")
         port_file = os.path.join(self.dir, "port")
-        cmd = [sys.executable, SERVER, "--host", self.host, "--port", "0",
-               "--port-file", port_file]
+        cmd = [sys.executable, SERVER, "--host", self.host,
+               "--port", str(self.fixed_port or 0), "--port-file", port_file]
         if self.token:
             tf = os.path.join(self.dir, "token.in")
             with open(tf, "w") as f:

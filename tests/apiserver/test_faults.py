@@ -19,7 +19,13 @@ class FaultTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
+        log_ok = cls.api.server_log()
         cls.api.stop()
+        bad = [ln for ln in log_ok.splitlines()
+               if '"internal error"' in ln or '"handler error"' in ln or
+               "Traceback" in ln]
+        if bad:
+            raise AssertionError("server errors: %s" % bad[:5])
 
     def tearDown(self):
         self.api.clear_faults()

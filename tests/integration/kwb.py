@@ -64,6 +64,10 @@ def read_events(path):
             data = f.read()
     except FileNotFoundError:
         return out
+    if data and not data.endswith(b"\n"):
+        # A crash can leave a partial last line; the agent removes it on
+        # its next start (it was never acknowledged).
+        data = data[:data.rfind(b"\n") + 1]
     for n, line in enumerate(data.split(b"\n")):
         if not line.strip():
             continue

@@ -8,6 +8,7 @@ that print STARTED/LEADER/LOST/STOPPED lines.
 import json
 import os
 import shutil
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -49,15 +50,24 @@ def find_driver():
 
 
 class ApiServer:
-    def __init__(self, tmp):
+    """The test API server; with tls=(cert, key) it serves HTTPS and
+    requests from here verify against cert; with token it demands it."""
+
+    def __init__(self, tmp, tls=None, token=None):
         self.tmp = tmp
+        self.tls = tls
+        self.token = token
         port_file = os.path.join(tmp, "api.port")
         self.log = open(os.path.join(tmp, "api.log"), "wb")
-        self.proc = subprocess.Popen(
-            [sys.executable,
-             os.path.join(SOURCE, "tests", "apiserver", "apiserver.py"),
-             "--host", "127.0.0.1", "--port", "0", "--port-file", port_file],
-            stdout=self.log, stderr=subprocess.STDOUT)
+        cmd = [sys.executable,
+               os.path.join(SOURCE, "tests", "apiserver", "apiserver.py"),
+               "--host", "127.0.0.1", "--port", "0", "--port-file", port_file]
+        if tls:
+            cmd += ["--tls-cert", tls[0], "--tls-key", tls[1]]
+        if token:
+            cmd += ["--token", token]
+        self.proc = subprocess.Popen(cmd, stdout=self.log,
+                                     stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 20 * MULT
         while not os.path.exists(port_file):
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -65,7 +75,8 @@ class ApiServer:
             time.sleep(0.05)
         with open(port_file) as f:
             self.port = int(f.read().strip())
-        self.url = "http://127.0.0.1:%d" % self.port
+        self.url = "%s://127.0.0.1:%d" % ("https" if tls else "http",
+                                          self.port)
 
     def call(self, method, path, body=None):
         data = json.dumps(body).encode() if body is not None else None
@@ -73,8 +84,12 @@ class ApiServer:
                                      method=method)
         if data is not None:
             req.add_header("Content-Type", "application/json")
+        if self.token:
+            req.add_header("Authorization", "Bearer " + self.token)
+        ctx = ssl.create_default_context(cafile=self.tls[0]) \
+            if self.tls else None
         try:
-            with urllib.request.urlopen(req, timeout=10) as r:
+            with urllib.request.urlopen(req, timeout=10, context=ctx) as r:
                 return r.status, json.loads(r.read() or b"{}")
         except urllib.error.HTTPError as e:
             return e.code, json.loads(e.read() or b"{}")
@@ -102,11 +117,15 @@ class ApiServer:
 class Driver:
     """One leader_driver process; its stdout lines with arrival times."""
 
-    def __init__(self, tmp, api, identity):
+    def __init__(self, tmp, api, identity, cluster=None):
+        """cluster: the cluster group's keys (libconfig text); default
+        server = the API server's URL."""
         self.identity = identity
         conf = os.path.join(tmp, identity + ".conf")
+        if cluster is None:
+            cluster = 'server = "%s";' % api.url
         with open(conf, "w") as f:
-            f.write("""cluster = { name = "t"; server = "%s"; };
+            f.write("""cluster = { name = "t"; %s };
 watches = ( { api = "v1"; resource = "pods"; } );
 sinks = ( { type = "file"; path = "%s/events.jsonl"; } );
 leader_election = {
@@ -114,7 +133,7 @@ leader_election = {
   lease_duration_seconds = %d; renew_deadline_seconds = %d;
   retry_period_seconds = %d;
 };
-""" % (api.url, tmp, LEASE_NAME, identity, LEASE_S, RENEW_S, RETRY_S))
+""" % (cluster, tmp, LEASE_NAME, identity, LEASE_S, RENEW_S, RETRY_S))
         self.err = open(os.path.join(tmp, identity + ".err"), "wb")
         self.proc = subprocess.Popen([find_driver(), "--config", conf],
                                      stdout=subprocess.PIPE, stderr=self.err)
@@ -176,10 +195,14 @@ def first_leader(drivers, timeout):
     return None
 
 
-def run(body):
-    """Run body(tmp, api) with a fresh API server; clean up always."""
+def run(body, tls=False, token=None):
+    """Run body(tmp, api, drivers) with a fresh API server (HTTPS with a
+    self-signed certificate for 127.0.0.1 when tls); clean up always."""
     tmp = tempfile.mkdtemp(prefix="kwb-leader-")
-    api = ApiServer(tmp)
+    cert = None
+    if tls:
+        cert = self_signed(tmp, "server")
+    api = ApiServer(tmp, tls=cert, token=token)
     drivers = []
     try:
         body(tmp, api, drivers)
@@ -194,3 +217,16 @@ def run(body):
         api.stop()
     shutil.rmtree(tmp, ignore_errors=True)
     print("all checks passed", flush=True)
+
+
+def self_signed(tmp, name):
+    """A self-signed EC certificate for IP 127.0.0.1: (cert, key) paths."""
+    cert = os.path.join(tmp, name + ".crt")
+    key = os.path.join(tmp, name + ".key")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+         "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert,
+         "-days", "2", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return cert, key

@@ -4,11 +4,13 @@ custom headers, keep-alive, plain HTTP. Drives the sink through its ops
 (tests/helpers/webhook_sink_driver.c) against webhook_receiver.py."""
 
 import json
+import os
 import re
 import unittest
+import urllib.request
 
-from webhook_testlib import (WebhookTest, delivered, run_driver, seqs,
-                             sink_config)
+from webhook_testlib import (WebhookTest, delivered, events_of, run_driver,
+                             seqs, sink_config)
 
 
 class TestWebhookDelivery(WebhookTest):
@@ -133,6 +135,29 @@ class TestWebhookDelivery(WebhookTest):
         self.assertEqual(seqs(delivered(rx.requests())), list(range(5)))
         self.assertTrue(re.match(r"kube-watch-bridge/",
                                  rx.requests()[0]["headers"]["user-agent"]))
+
+    def test_receiver_control_paths_and_log(self):
+        log = os.path.join(self.tmp, "requests.jsonl")
+        rx = self.receiver(tls=None, log_path=log)
+        req = urllib.request.Request(
+            rx.url.replace("/ingest", "/_control/script"),
+            data=json.dumps([{"status": 503}]).encode(), method="POST")
+        with urllib.request.urlopen(req, timeout=5) as r:
+            self.assertEqual(r.status, 204)
+        res = run_driver(sink_config(url=rx.url, retry_initial_ms=50),
+                         ["submit 2", "flush 10000"])
+        self.assert_clean(res)
+        self.assertEqual(res.summary["ok"], 2)
+        with urllib.request.urlopen(
+                rx.url.replace("/ingest", "/_control/requests"),
+                timeout=5) as r:
+            listed = json.loads(r.read())
+        self.assertEqual([x["status"] for x in listed], [503, 200])
+        with open(log) as f:
+            logged = [json.loads(line) for line in f]
+        self.assertEqual(logged, listed)
+        self.assertEqual(len(events_of(listed[1]["body"], "application/"
+                                       "x-ndjson")), 2)
 
 
 if __name__ == "__main__":
