@@ -16,7 +16,8 @@
  * text, and after parsing rename_keys() gives the settings their real names
  * back, so sinks see "security.protocol" through config_setting_name().
  * Line numbers are kept. Quoted names in @include'd files are not
- * rewritten.
+ * rewritten. The same pass rejects integer literals beyond 32 bits without
+ * an L suffix, which libconfig 1.5 would silently truncate.
  *
  * Thread: main thread, once at start (and --check).
  */
@@ -304,8 +305,9 @@ static int check_sink_name(const char *v, char *msg, size_t msgsize)
 }
 
 /*
- * "host:port", "[v6]:port" or ":port" (all addresses). On success *host
- * and *port are set (*host malloc'd, without brackets).
+ * "host:port", "[v6]:port" or ":port" (all addresses); port 0 = any free
+ * port, as http.c allows. On success *host and *port are set (*host
+ * malloc'd, without brackets).
  */
 static int split_hostport(const char *v, char **host, int *port)
 {
@@ -343,7 +345,7 @@ static int split_hostport(const char *v, char **host, int *port)
     }
     errno = 0;
     p = strtol(colon + 1, &end, 10);
-    if (errno || *end != '\0' || p < 1 || p > 65535) {
+    if (errno || *end != '\0' || p < 0 || p > 65535) {
         return -1;
     }
     if (host) {
@@ -363,7 +365,7 @@ static int check_hostport(const char *v, char *msg, size_t msgsize)
     if (split_hostport(v, NULL, NULL) != 0) {
         snprintf(msg, msgsize,
                  "must be \"host:port\", \"[ipv6]:port\" or \":port\" with a "
-                 "port between 1 and 65535");
+                 "port between 0 and 65535");
         return -1;
     }
     return 0;
@@ -1617,9 +1619,59 @@ static int append(char **buf, size_t *len, size_t *cap, const char *s, size_t n)
     return 0;
 }
 
+static int is_name_char(char c)
+{
+    return isalnum((unsigned char)c) || c == '_' || c == '*' || c == '-' ||
+           c == '.';
+}
+
+/*
+ * If an integer literal starts at text[i], its length, else 0. *too_big
+ * is set when it has no L suffix and does not fit 32 bits: libconfig 1.5
+ * would silently truncate it (rotate_bytes = 5000000000 -> 705032704).
+ */
+static size_t int_literal(const char *text, size_t len, size_t i, int *too_big)
+{
+    size_t j = i, start = i;
+    int hex = 0;
+    unsigned long long v = 0;
+    int overflow = 0;
+
+    *too_big = 0;
+    if (i > 0 && (text[i - 1] == '-' || text[i - 1] == '+')) {
+        start = i - 1;
+    }
+    if (start > 0 && is_name_char(text[start - 1])) {
+        return 0; /* part of a name, or of a float's exponent */
+    }
+    if (j + 1 < len && text[j] == '0' && (text[j + 1] | 0x20) == 'x') {
+        hex = 1;
+        j += 2;
+    }
+    for (; j < len; j++) {
+        int d = hex ? hexval(text[j])
+                    : (isdigit((unsigned char)text[j]) ? text[j] - '0' : -1);
+        if (d < 0) {
+            break;
+        }
+        if (v > (ULLONG_MAX - (unsigned)d) / (hex ? 16 : 10)) {
+            overflow = 1;
+        } else {
+            v = v * (hex ? 16 : 10) + (unsigned)d;
+        }
+    }
+    if (j < len && (text[j] == 'L' || text[j] == '.' ||
+                    (!hex && (text[j] | 0x20) == 'e'))) {
+        return 0; /* int64 or float: libconfig handles those */
+    }
+    *too_big = overflow || v > (hex ? 0xffffffffull : 2147483647ull);
+    return j - i;
+}
+
 /*
  * Copy `text` into *out (malloc'd, NUL-terminated) with every quoted
  * setting name replaced by "<prefix><index>", its name stored in qk.
+ * Also rejects integers libconfig would truncate.
  */
 static int quote_keys(struct loader *ld, const char *text, size_t len,
                       char **out, struct qkeys *qk)
@@ -1662,6 +1714,26 @@ static int quote_keys(struct loader *ld, const char *text, size_t len,
             }
             i = j;
             continue;
+        }
+        if (isdigit((unsigned char)text[i])) {
+            int too_big;
+            size_t n = int_literal(text, len, i, &too_big);
+
+            if (too_big) {
+                fail_at(ld, ld->path, line,
+                        "integer %.*s does not fit 32 bits; write %.*sL for "
+                        "a 64-bit value",
+                        (int)(n > 40 ? 40 : n), text + i,
+                        (int)(n > 40 ? 40 : n), text + i);
+                goto out;
+            }
+            if (n > 0) {
+                if (append(&buf, &blen, &cap, text + i, n) != 0) {
+                    goto oom;
+                }
+                i += n;
+                continue;
+            }
         }
         if (text[i] != '"') {
             line += text[i] == '\n';
@@ -1990,6 +2062,39 @@ static void check_log(int level, const char *sink_name, const char *fmt, ...)
     va_end(ap);
 }
 
+/*
+ * The line of the key a sink's message is about: the first of its first
+ * three words that names a member of the group ("'rotate_keep' must ...",
+ * "webhook: url must ...", "topic: ..."); else the group's line.
+ */
+static int message_line(const config_setting_t *group, int line,
+                        const char *msg)
+{
+    const char *p = msg;
+
+    for (int words = 0; *p && words < 3; words++) {
+        char name[64];
+        size_t n = 0;
+        const config_setting_t *m;
+
+        while (*p && !is_name_char(*p)) {
+            p++;
+        }
+        while (*p && is_name_char(*p)) {
+            if (n + 1 < sizeof(name)) {
+                name[n++] = *p;
+            }
+            p++;
+        }
+        name[n] = '\0';
+        m = n ? config_setting_get_member(group, name) : NULL;
+        if (m && config_setting_source_line(m) > 0) {
+            return (int)config_setting_source_line(m);
+        }
+    }
+    return line;
+}
+
 int kwb_config_check_sinks(const struct kwb_config *cfg, char *errbuf,
                            size_t errsize)
 {
@@ -2014,7 +2119,8 @@ int kwb_config_check_sinks(const struct kwb_config *cfg, char *errbuf,
         if (!sink) {
             if (errsize) {
                 snprintf(errbuf, errsize, "%s:%d: sinks[%zu] (%s): %s",
-                         file ? file : cfg->path, sk->line, i, sk->name,
+                         file ? file : cfg->path,
+                         message_line(sk->group, sk->line, msg), i, sk->name,
                          msg[0] ? msg : "invalid configuration");
             }
             return -1;

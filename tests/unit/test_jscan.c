@@ -1429,9 +1429,23 @@ static void test_differential(void)
     free(g.p);
 }
 
-/* Regression cases found by fuzzing go here. */
-static void test_fuzz_regressions(void)
+/* Inputs the fuzzers made interesting. fuzz_jscan (with its cJSON
+ * oracle) found a raw '\n' in a string among \u0000 escapes: rejected by
+ * jscan, accepted by cJSON (lax class "control character"). */
+static void test_fuzz_inputs(void)
 {
+    static const char doc[] =
+        "{\"type\":\"ERROR\",\"object\":{\"kind\":\"St \\u000000020 "
+        "\\u0107*\\\"xc|\n\x00|| \\u00000\\\"xc\",\"code\":410}}";
+    struct kwb_jerr err = {0, NULL};
+    struct kwb_jevent ev;
+    cJSON *c = cparse(doc, sizeof(doc) - 1);
+
+    CHECK(c != NULL); /* cJSON is lax here */
+    cJSON_Delete(c);
+    CHECK_EQ_INT(kwb_jscan_event(doc, sizeof(doc) - 1, &ev, &err), -1);
+    CHECK_EQ_STR(err.msg, "control character in string");
+    CHECK_EQ_INT(err.offset, (size_t)(strchr(doc, '\n') - doc));
 }
 
 int main(void)
@@ -1445,6 +1459,6 @@ int main(void)
     test_unescape();
     test_list();
     test_differential();
-    test_fuzz_regressions();
+    test_fuzz_inputs();
     return check_report();
 }
