@@ -305,8 +305,9 @@ static int check_sink_name(const char *v, char *msg, size_t msgsize)
 }
 
 /*
- * "host:port", "[v6]:port" or ":port" (all addresses). On success *host
- * and *port are set (*host malloc'd, without brackets).
+ * "host:port", "[v6]:port" or ":port" (all addresses); port 0 = any free
+ * port, as http.c allows. On success *host and *port are set (*host
+ * malloc'd, without brackets).
  */
 static int split_hostport(const char *v, char **host, int *port)
 {
@@ -344,7 +345,7 @@ static int split_hostport(const char *v, char **host, int *port)
     }
     errno = 0;
     p = strtol(colon + 1, &end, 10);
-    if (errno || *end != '\0' || p < 1 || p > 65535) {
+    if (errno || *end != '\0' || p < 0 || p > 65535) {
         return -1;
     }
     if (host) {
@@ -364,7 +365,7 @@ static int check_hostport(const char *v, char *msg, size_t msgsize)
     if (split_hostport(v, NULL, NULL) != 0) {
         snprintf(msg, msgsize,
                  "must be \"host:port\", \"[ipv6]:port\" or \":port\" with a "
-                 "port between 1 and 65535");
+                 "port between 0 and 65535");
         return -1;
     }
     return 0;

@@ -96,7 +96,8 @@ struct kwb_config {
 
     char *metrics_address; /* NULL: no HTTP endpoint */
     /* metrics_address split: host without brackets ("" = all addresses,
-     * from ":9090"), port 1..65535; NULL/0 when metrics_address is NULL. */
+     * from ":9090"), port 0..65535 (0: any free port); NULL/0 when
+ * metrics_address is NULL. */
     char *metrics_host;
     int metrics_port;
 

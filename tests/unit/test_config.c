@@ -249,13 +249,13 @@ static const struct bad bad_configs[] = {
      "of a-z, A-Z, 0-9, '.', '_', '-')"},
     {CLUSTER WATCHES SINKS "metrics_address = \"9090\";\n",
      ":4: 'metrics_address' must be \"host:port\", \"[ipv6]:port\" or "
-     "\":port\" with a port between 1 and 65535"},
+     "\":port\" with a port between 0 and 65535"},
     {CLUSTER WATCHES SINKS "metrics_address = \"127.0.0.1:70000\";\n",
      ":4: 'metrics_address' must be \"host:port\", \"[ipv6]:port\" or "
-     "\":port\" with a port between 1 and 65535"},
+     "\":port\" with a port between 0 and 65535"},
     {CLUSTER WATCHES SINKS "metrics_address = \"::1:9090\";\n",
      ":4: 'metrics_address' must be \"host:port\", \"[ipv6]:port\" or "
-     "\":port\" with a port between 1 and 65535"},
+     "\":port\" with a port between 0 and 65535"},
     /* duplicates */
     {CLUSTER "watches = (\n  { api = \"v1\"; resource = \"pods\"; },\n"
              "  { api = \"v1\"; resource = \"pods\"; namespace = \"a\"; },\n"
@@ -567,6 +567,14 @@ static void test_numbers(void)
     CHECK_EQ_INT(cfg.queue_events, 100);
     CHECK_EQ_STR(cfg.metrics_host, "");
     CHECK_EQ_INT(cfg.metrics_port, 9100);
+    kwb_config_free(&cfg);
+
+    /* Port 0: any free port, as http.c accepts. */
+    path =
+        write_file("port0.conf", VALID "metrics_address = \"127.0.0.1:0\";\n");
+    CHECK_EQ_INT(kwb_config_load(&cfg, path, err, sizeof(err)), 0);
+    CHECK_EQ_STR(cfg.metrics_host, "127.0.0.1");
+    CHECK_EQ_INT(cfg.metrics_port, 0);
     kwb_config_free(&cfg);
 }
 
