@@ -991,6 +991,19 @@ class CloseAbruptly(Exception):
     pass
 
 
+class RawAnswer(Exception):
+    """A fault answered with raw bytes instead of a Status (a proxy's HTML
+    page, a wrong content type, an empty body), or with headers only."""
+
+    def __init__(self, code, body, ctype, headers_only=False, hold=None):
+        Exception.__init__(self, "raw answer %d" % code)
+        self.code = code
+        self.body = body
+        self.ctype = ctype
+        self.headers_only = headers_only
+        self.hold = hold
+
+
 def chunk(data):
     return b"%X\r\n%s\r\n" % (len(data), data)
 
@@ -1179,6 +1192,31 @@ class Handler(BaseHTTPRequestHandler):
     def send_error_status(self, err):
         self.send_json(err.code, err.status(), err.headers)
 
+    def send_raw(self, ans):
+        """A RawAnswer fault: the body as given, or (headers_only) the
+        status line and headers promising a body that never comes; the
+        connection is held until the client closes it or `hold` seconds
+        passed, then closed abruptly."""
+        if not ans.headers_only:
+            self.send_bytes(ans.code, ans.body, ans.ctype)
+            return
+        self.send_response(ans.code)
+        self.send_header("Content-Type", ans.ctype)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.send_header("Cache-Control", "no-cache, private")
+        self.end_headers()
+        self.wfile.flush()
+        self.status_sent = ans.code
+        sock = self.connection
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLIN | select.POLLERR |
+                        select.POLLHUP | getattr(select, "POLLRDHUP", 0))
+        end = time.monotonic() + (ans.hold if ans.hold else 3600.0)
+        while time.monotonic() < end:
+            if poller.poll(200):
+                break   # the client gave up (or sent more: we ignore it)
+        raise CloseAbruptly()
+
     def log_request_entry(self, status, verb, key, watch):
         with self.store.cond:
             st = self.st
@@ -1231,6 +1269,9 @@ class Handler(BaseHTTPRequestHandler):
                 self.nonresource(method, path)
             else:
                 self.resource(method, verb, res, ns, name, sub, body)
+        except RawAnswer as e:
+            if self.status_sent is None:
+                self.send_raw(e)
         except ApiError as e:
             if self.status_sent is None:
                 self.send_error_status(e)
@@ -1313,6 +1354,17 @@ class Handler(BaseHTTPRequestHandler):
                     details = {"retryAfterSeconds": 1}
                 hit = (ApiError(code, reason, msg, details, headers),
                        float(f.get("hang") or 0))
+                if f.get("headers_only"):
+                    hit = (RawAnswer(code, b"", f.get("content_type") or
+                                     "application/json", True,
+                                     f.get("hold")), hit[1])
+                elif f.get("body") is not None or \
+                        f.get("body_b64") is not None:
+                    raw = base64.b64decode(f["body_b64"]) \
+                        if f.get("body_b64") is not None \
+                        else f["body"].encode()
+                    hit = (RawAnswer(code, raw, f.get("content_type") or
+                                     "text/plain"), hit[1])
                 break
             else:
                 return
@@ -2089,8 +2141,7 @@ class Handler(BaseHTTPRequestHandler):
             if action is not None:
                 mode = action["mode"]
                 if mode == "garbage":
-                    sock.sendall(chunk(action.get("line", "garbage").encode()
-                                       + b"\n"))
+                    sock.sendall(chunk(action["line"] + b"\n"))
                     continue
                 if mode == "clean":
                     finish = True
@@ -2202,8 +2253,12 @@ def c_drop(srv, method, args):
 
 
 def c_garbage(srv, method, args):
-    return _arm_watchers(srv, {"mode": "garbage", "line": args.get(
-        "line", "this is not json {{{")}, args.get("resource"))
+    if args.get("line_b64") is not None:
+        line = base64.b64decode(args["line_b64"])
+    else:
+        line = args.get("line", "this is not json {{{").encode()
+    return _arm_watchers(srv, {"mode": "garbage", "line": line},
+                         args.get("resource"))
 
 
 def c_replay(srv, method, args):
@@ -2219,7 +2274,11 @@ def c_fail(srv, method, args):
          "path": args.get("path"), "path_regex": args.get("path_regex"),
          "watch": args.get("watch"), "retry_after": args.get("retry_after"),
          "message": args.get("message"), "reason": args.get("reason"),
-         "hang": args.get("hang")}
+         "hang": args.get("hang"), "body": args.get("body"),
+         "body_b64": args.get("body_b64"),
+         "content_type": args.get("content_type"),
+         "headers_only": bool(args.get("headers_only")),
+         "hold": args.get("hold")}
     with srv.store.cond:
         srv.st.faults.append(f)
     return {"fault": len(srv.st.faults) - 1}

@@ -167,6 +167,42 @@ class FaultTest(unittest.TestCase):
                  e["method"] == "POST"]
         self.assertEqual(len(fails), 1)
 
+    def test_raw_answers(self):
+        api = self.api
+        path = api.path("configmaps", "f11")
+        html = "<html><body><h1>502 Bad Gateway</h1></body></html>"
+        api.fail_next(1, code=502, verb="list", body=html,
+                      content_type="text/html")
+        st, hdrs, body = api.raw("GET", path)
+        self.assertEqual((st, hdrs.get("Content-Type"), body),
+                         (502, "text/html", html.encode()))
+        api.fail_next(1, code=200, verb="list", body=b"")
+        st, hdrs, body = api.raw("GET", path)
+        self.assertEqual((st, hdrs.get("Content-Length"), body),
+                         (200, "0", b""))
+        api.fail_next(1, code=200, verb="list", body=b"\x08\x01\xff",
+                      content_type="application/vnd.kubernetes.protobuf")
+        st, hdrs, body = api.raw("GET", path)
+        self.assertEqual((st, body), (200, b"\x08\x01\xff"))
+        self.assertEqual(api.raw("GET", path)[0], 200)
+        # headers only: the body never comes, the connection stays open
+        api.fail_next(1, code=200, watch=True, headers_only=True, hold=5)
+        w = RawWatch(api, "configmaps", "f11")
+        with w:
+            self.assertEqual(w.status, 200)
+            self.assertEqual(w.headers.get("transfer-encoding"), "chunked")
+            self.assertEqual(w.read(0.6), ("timeout", None))
+        log = [e for e in api.request_log() if e["path"] == path]
+        self.assertEqual([e["status"] for e in log[-5:]],
+                         [502, 200, 200, 200, 200])
+
+    def test_garbage_bytes(self):
+        api = self.api
+        with self.live_watch("f12") as w:
+            api.inject_garbage(b'{"type":"ADDED","x":"\xff\xfe"}')
+            self.assertEqual(w.read(3),
+                             ("line", b'{"type":"ADDED","x":"\xff\xfe"}\n'))
+
     def test_forbid(self):
         api = self.api
         api.forbid("pods", ["list", "watch"])
@@ -190,8 +226,8 @@ class FaultTest(unittest.TestCase):
         api.list("configmaps", "f8", limit=5)
         with RawWatch(api, "configmaps", "f8", timeoutSeconds="1") as w:
             w.read(3)
+        self.assertTrue(api.wait_for(lambda: len(api.request_log()) == 2))
         log = api.request_log()
-        self.assertEqual(len(log), 2)
         lst, wat = log
         self.assertEqual((lst["method"], lst["path"], lst["query"],
                           lst["status"], lst["watch"]),
@@ -202,7 +238,9 @@ class FaultTest(unittest.TestCase):
         self.assertIsInstance(wat["time"], float)
         nxt = api.control("requests", {}, method="GET")["next"]
         api.list("configmaps", "f8")
-        self.assertEqual(len(api.request_log(since=nxt)), 1)
+        # a request is logged just after its answer went out
+        self.assertTrue(api.wait_for(
+            lambda: len(api.request_log(since=nxt)) == 1))
 
     def test_bulk_and_churn(self):
         api = self.api
