@@ -981,6 +981,7 @@ class State:
         self.reqlog_base = 0
         self.reqlog_max = 200000
         self.churn = None
+        self.poison = []           # [{"key", "line", "rv"}] sticky lines
 
 
 # --------------------------------------------------------------------------
@@ -2067,6 +2068,11 @@ class Handler(BaseHTTPRequestHandler):
                 buf = []
         if watch_list:
             buf.append(chunk(self.bookmark(res, pos, True)))
+        with store.cond:
+            for p in st.poison:
+                if (p["key"] is None or p["key"] == res.key) and \
+                        pos < p["rv"]:
+                    buf.append(chunk(p["line"] + b"\n"))
         if buf:
             sock.sendall(b"".join(buf))
         initial = None
@@ -2261,6 +2267,26 @@ def c_garbage(srv, method, args):
                          args.get("resource"))
 
 
+def c_poison(srv, method, args):
+    """A line that stands for the event at revision rv (default: the next
+    one): every watch of the resource that starts before rv gets it first,
+    again after every reconnect, like a real server re-sending an event the
+    client cannot read; open watches get it now. A watch from rv or later
+    does not. clear-faults drops it."""
+    if args.get("line_b64") is not None:
+        line = base64.b64decode(args["line_b64"])
+    else:
+        line = args.get("line", "this is not json {{{").encode()
+    res = _res_arg(args)
+    key = res.key if res is not None else None
+    with srv.store.cond:
+        rv = int(args.get("rv") or srv.store.rv + 1)
+        srv.st.poison.append({"key": key, "line": line, "rv": rv})
+    out = _arm_watchers(srv, {"mode": "garbage", "line": line}, key)
+    out["resourceVersion"] = rv
+    return out
+
+
 def c_replay(srv, method, args):
     return _arm_watchers(srv, {"mode": "replay",
                                "count": int(args.get("count", 1))},
@@ -2289,6 +2315,7 @@ def c_clear_faults(srv, method, args):
         srv.st.faults = []
         srv.st.forbid = {}
         srv.st.stall_until = 0.0
+        srv.st.poison = []
         srv.store.cond.notify_all()
     return {}
 
@@ -2579,6 +2606,7 @@ def c_churn(srv, method, args):
 CONTROL = {
     "health": c_health, "state": c_state,
     "drop-watches": c_drop, "garbage": c_garbage, "replay": c_replay,
+    "poison": c_poison,
     "fail": c_fail, "clear-faults": c_clear_faults,
     "forbid": c_forbid, "allow": c_allow,
     "compact": c_compact, "expire-continue": c_expire_continue,

@@ -459,6 +459,17 @@ class ApiServer:
         return self.inject_garbage(json.dumps(event, separators=(",", ":")),
                                    resource)
 
+    def poison(self, line, resource="pods", rv=None):
+        """A sticky bad line at revision rv (default: the next): open
+        watches get it now, and every watch starting before rv gets it
+        again (see README). Returns {"watches", "resourceVersion"}."""
+        args = {"resource": resource, "rv": rv}
+        if isinstance(line, bytes):
+            args["line_b64"] = base64.b64encode(line).decode()
+        else:
+            args["line"] = line
+        return self.control("poison", args)
+
     def replay(self, count=1, resource=None):
         """Every watch re-sends the events it sent for the last count
         revisions (duplicates, to test de-duplication)."""

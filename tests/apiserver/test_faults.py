@@ -192,9 +192,11 @@ class FaultTest(unittest.TestCase):
             self.assertEqual(w.status, 200)
             self.assertEqual(w.headers.get("transfer-encoding"), "chunked")
             self.assertEqual(w.read(0.6), ("timeout", None))
-        log = [e for e in api.request_log() if e["path"] == path]
-        self.assertEqual([e["status"] for e in log[-5:]],
-                         [502, 200, 200, 200, 200])
+        # logged once the held connection ended
+        statuses = lambda: [e["status"] for e in api.request_log()  # noqa
+                            if e["path"] == path][-5:]
+        self.assertTrue(api.wait_for(lambda: len(statuses()) == 5))
+        self.assertEqual(statuses(), [502, 200, 200, 200, 200])
 
     def test_garbage_bytes(self):
         api = self.api
@@ -202,6 +204,30 @@ class FaultTest(unittest.TestCase):
             api.inject_garbage(b'{"type":"ADDED","x":"\xff\xfe"}')
             self.assertEqual(w.read(3),
                              ("line", b'{"type":"ADDED","x":"\xff\xfe"}\n'))
+
+    def test_poison_line(self):
+        api = self.api
+        with self.live_watch("f13") as w:
+            out = api.poison("poisoned {{{", resource="configmaps")
+            self.assertEqual(out["watches"], 1)
+            self.assertEqual(w.read(3), ("line", b"poisoned {{{\n"))
+        start = str(api.resource_version())
+        # a watch starting before the poison's revision gets it again
+        with RawWatch(api, "configmaps", "f13",
+                      resourceVersion=start) as w:
+            self.assertEqual(w.read(3), ("line", b"poisoned {{{\n"))
+            api.create("configmaps", cm("p1"), namespace="f13")
+            ev = w.event()
+            self.assertEqual(name_of(ev), "p1")
+        # from the poison's revision on, it is gone
+        rv1 = ev["object"]["metadata"]["resourceVersion"]
+        self.assertGreaterEqual(int(rv1), out["resourceVersion"])
+        with RawWatch(api, "configmaps", "f13", resourceVersion=rv1) as w:
+            api.create("configmaps", cm("p2"), namespace="f13")
+            self.assertEqual(name_of(w.event()), "p2")
+        api.clear_faults()
+        with RawWatch(api, "configmaps", "f13", resourceVersion=start) as w:
+            self.assertEqual(name_of(w.event()), "p1")
 
     def test_forbid(self):
         api = self.api
