@@ -437,8 +437,9 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac,
     } else {
         lvl = 0;
     }
-    /* Connection failures also reach on_error, which rate-limits them. */
-    if (strcmp(fac, "FAIL") == 0 && lvl > 0) {
+    /* Connection failures also reach on_error, which rate-limits them;
+     * fatal errors are logged by check_fatal(). */
+    if ((strcmp(fac, "FAIL") == 0 || strcmp(fac, "FATAL") == 0) && lvl > 0) {
         lvl = 0;
     }
     ks->log(lvl, ks->name, "librdkafka %s: %s", fac, buf);
