@@ -92,6 +92,7 @@ struct kafka_sink {
     int all_down; /* since the last "all brokers down" error */
     int64_t down_since_ms;
     int fatal; /* fatal producer error: purge, then a new producer */
+    int64_t retry_create_ms; /* when a failed replacement is tried again */
     struct kafka_errlog errlog[KAFKA_ERRLOG_SLOTS];
 };
 
@@ -879,8 +880,13 @@ static void check_fatal(struct kafka_sink *ks)
     char errstr[512];
 
     if (!ks->rk) {
-        if (ks->fatal && producer_new(ks) == 0) {
-            ks->fatal = 0;
+        /* The replacement failed (logged): try again, once a second. */
+        if (ks->fatal && now_ms() >= ks->retry_create_ms) {
+            if (producer_new(ks) == 0) {
+                ks->fatal = 0;
+            } else {
+                ks->retry_create_ms = now_ms() + 1000;
+            }
         }
         return;
     }
@@ -900,6 +906,8 @@ static void check_fatal(struct kafka_sink *ks)
         ks->rk = NULL;
         if (producer_new(ks) == 0) {
             ks->fatal = 0;
+        } else {
+            ks->retry_create_ms = now_ms() + 1000;
         }
     }
 }
