@@ -305,8 +305,9 @@ static int check_sink_name(const char *v, char *msg, size_t msgsize)
 }
 
 /*
- * "host:port", "[v6]:port" or ":port" (all addresses). On success *host
- * and *port are set (*host malloc'd, without brackets).
+ * "host:port", "[v6]:port" or ":port" (all addresses); port 0 = any free
+ * port, as http.c allows. On success *host and *port are set (*host
+ * malloc'd, without brackets).
  */
 static int split_hostport(const char *v, char **host, int *port)
 {
@@ -344,7 +345,7 @@ static int split_hostport(const char *v, char **host, int *port)
     }
     errno = 0;
     p = strtol(colon + 1, &end, 10);
-    if (errno || *end != '\0' || p < 1 || p > 65535) {
+    if (errno || *end != '\0' || p < 0 || p > 65535) {
         return -1;
     }
     if (host) {
@@ -364,7 +365,7 @@ static int check_hostport(const char *v, char *msg, size_t msgsize)
     if (split_hostport(v, NULL, NULL) != 0) {
         snprintf(msg, msgsize,
                  "must be \"host:port\", \"[ipv6]:port\" or \":port\" with a "
-                 "port between 1 and 65535");
+                 "port between 0 and 65535");
         return -1;
     }
     return 0;
@@ -2061,6 +2062,39 @@ static void check_log(int level, const char *sink_name, const char *fmt, ...)
     va_end(ap);
 }
 
+/*
+ * The line of the key a sink's message is about: the first of its first
+ * three words that names a member of the group ("'rotate_keep' must ...",
+ * "webhook: url must ...", "topic: ..."); else the group's line.
+ */
+static int message_line(const config_setting_t *group, int line,
+                        const char *msg)
+{
+    const char *p = msg;
+
+    for (int words = 0; *p && words < 3; words++) {
+        char name[64];
+        size_t n = 0;
+        const config_setting_t *m;
+
+        while (*p && !is_name_char(*p)) {
+            p++;
+        }
+        while (*p && is_name_char(*p)) {
+            if (n + 1 < sizeof(name)) {
+                name[n++] = *p;
+            }
+            p++;
+        }
+        name[n] = '\0';
+        m = n ? config_setting_get_member(group, name) : NULL;
+        if (m && config_setting_source_line(m) > 0) {
+            return (int)config_setting_source_line(m);
+        }
+    }
+    return line;
+}
+
 int kwb_config_check_sinks(const struct kwb_config *cfg, char *errbuf,
                            size_t errsize)
 {
@@ -2085,7 +2119,8 @@ int kwb_config_check_sinks(const struct kwb_config *cfg, char *errbuf,
         if (!sink) {
             if (errsize) {
                 snprintf(errbuf, errsize, "%s:%d: sinks[%zu] (%s): %s",
-                         file ? file : cfg->path, sk->line, i, sk->name,
+                         file ? file : cfg->path,
+                         message_line(sk->group, sk->line, msg), i, sk->name,
                          msg[0] ? msg : "invalid configuration");
             }
             return -1;
@@ -2129,6 +2164,18 @@ static void put_string(FILE *out, const char *s)
     fputc('"', out);
 }
 
+/* Shortest form that reads back as a libconfig float ("0.8", "30.0"). */
+static void put_double(FILE *out, double v)
+{
+    char buf[64];
+
+    snprintf(buf, sizeof(buf), "%.15g", v);
+    if (!strpbrk(buf, ".eEni")) {
+        strncat(buf, ".0", sizeof(buf) - strlen(buf) - 1);
+    }
+    fputs(buf, out);
+}
+
 static void dump_table(FILE *out, const struct key *table, const char *base,
                        int depth, int verbose)
 {
@@ -2137,6 +2184,13 @@ static void dump_table(FILE *out, const struct key *table, const char *base,
         const void *field = base + k->off;
 
         if (k->type == KT_LIST) {
+            continue;
+        }
+        if ((k->type == KT_STRING && !*(char *const *)field) ||
+            (k->type == KT_BOOL && *(const int *)field < 0)) {
+            /* Unset: a comment, so that the dump stays valid input. */
+            fprintf(out, "%*s# %s: unset%s%s\n", depth * 2, "", k->name,
+                    verbose ? " -- " : "", verbose ? k->help : "");
             continue;
         }
         fprintf(out, "%*s%s = ", depth * 2, "", k->name);
@@ -2152,17 +2206,10 @@ static void dump_table(FILE *out, const struct key *table, const char *base,
         } else {
             switch (k->type) {
             case KT_STRING:
-                if (*(char *const *)field) {
-                    put_string(out, *(char *const *)field);
-                } else {
-                    fputs("\"\"", out);
-                }
+                put_string(out, *(char *const *)field);
                 break;
             case KT_BOOL:
-                fputs(*(const int *)field < 0 ? "\"unset\""
-                      : *(const int *)field   ? "true"
-                                              : "false",
-                      out);
+                fputs(*(const int *)field ? "true" : "false", out);
                 break;
             case KT_INT:
                 fprintf(out, "%d", *(const int *)field);
@@ -2171,7 +2218,7 @@ static void dump_table(FILE *out, const struct key *table, const char *base,
                 fprintf(out, "%zu", *(const size_t *)field);
                 break;
             case KT_DOUBLE:
-                fprintf(out, "%#g", *(const double *)field);
+                put_double(out, *(const double *)field);
                 break;
             case KT_ENUM:
                 fprintf(out, "\"%s\"",
@@ -2242,7 +2289,7 @@ static void dump_setting(FILE *out, const config_setting_t *s, int depth,
             fprintf(out, "%lld", config_setting_get_int64(s));
             break;
         case CONFIG_TYPE_FLOAT:
-            fprintf(out, "%#g", config_setting_get_float(s));
+            put_double(out, config_setting_get_float(s));
             break;
         default:
             fputs("?", out);

@@ -96,7 +96,8 @@ struct kwb_config {
 
     char *metrics_address; /* NULL: no HTTP endpoint */
     /* metrics_address split: host without brackets ("" = all addresses,
-     * from ":9090"), port 1..65535; NULL/0 when metrics_address is NULL. */
+     * from ":9090"), port 0..65535 (0: any free port); NULL/0 when
+ * metrics_address is NULL. */
     char *metrics_host;
     int metrics_port;
 
@@ -139,7 +140,8 @@ void kwb_config_free(struct kwb_config *cfg);
 /*
  * --check: for each sink, ops->init() on its group (offline) then
  * ops->close(). 0 when every sink accepts its group; else -1 and
- * "FILE:LINE: sinks[i] (name): <the sink's message>" in errbuf.
+ * "FILE:LINE: sinks[i] (name): <the sink's message>" in errbuf, LINE
+ * being that of the key the message names first, else the group's.
  */
 int kwb_config_check_sinks(const struct kwb_config *cfg, char *errbuf,
                            size_t errsize);

@@ -79,7 +79,8 @@ static inline int is_digit(char c)
 }
 
 /* First byte in [p, end) that needs a look inside a string, or end. */
-static inline const char *find_special(const char *p, const char *end)
+static inline __attribute__((always_inline)) const char *
+find_special(const char *p, const char *end)
 {
 #if defined(__SSE2__)
     const __m128i q = _mm_set1_epi8('"');
@@ -233,13 +234,12 @@ static const char *scan_utf8(struct scan *s, const char *p)
     return fail(s, p, "invalid UTF-8");
 }
 
-/* p just after the opening quote; returns just past the closing quote. */
-static const char *scan_string(struct scan *s, const char *p, int *esc)
+/* The rest of a string after the fast path stopped at p. */
+static const char *scan_string_slow(struct scan *s, const char *p, int *esc)
 {
     const char *end = s->end;
 
     for (;;) {
-        p = find_special(p, end);
         if (p >= end) {
             return fail(s, p, "unterminated string");
         }
@@ -258,7 +258,20 @@ static const char *scan_string(struct scan *s, const char *p, int *esc)
         if (!p) {
             return NULL;
         }
+        p = find_special(p, end);
     }
+}
+
+/* p just after the opening quote; returns just past the closing quote.
+ * Inlined: most strings are short and plain, ending at the first stop. */
+static inline __attribute__((always_inline)) const char *
+scan_string(struct scan *s, const char *p, int *esc)
+{
+    p = find_special(p, s->end);
+    if (__builtin_expect(p < s->end && *p == '"', 1)) {
+        return p + 1;
+    }
+    return scan_string_slow(s, p, esc);
 }
 
 /* RFC 8259 number grammar; p at '-' or a digit. */

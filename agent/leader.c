@@ -33,6 +33,7 @@
 #define RESP_MAX        (1024 * 1024)
 #define JITTER          1.2
 #define MIN_PAUSE_MS    50
+#define RELEASE_MAX_MS  5000
 #define DEFAULT_LEASE_S 15
 #define DEFAULT_RENEW_S 10
 #define DEFAULT_RETRY_S 2
@@ -640,7 +641,10 @@ static void release(struct kwb_leader *l)
     snprintf(rec.acquire, sizeof(rec.acquire), "%s", now_s);
     snprintf(rec.renew, sizeof(rec.renew), "%s", now_s);
     rec.transitions = l->obs.transitions;
-    rc = put_lease(l, &rec, l->renew_ms, mono_ms());
+    /* Bounded: shutdown should not wait long for an unreachable server. */
+    rc = put_lease(l, &rec,
+                   l->renew_ms < RELEASE_MAX_MS ? l->renew_ms : RELEASE_MAX_MS,
+                   mono_ms());
     if (rc == 1) {
         kwb_log_kv(KWB_LOG_INFO, MODULE, kv, "released the lease");
     } else {
@@ -664,6 +668,9 @@ static void *elector_main(void *arg)
         if (is_stopping(l)) {
             goto out;
         }
+        /* As for renewals below: the lease counts from before the
+         * request that took it. */
+        last_renew = mono_ms();
         rc = try_acquire_or_renew(l, l->renew_ms);
         if (rc == 1) {
             break;
@@ -676,7 +683,6 @@ static void *elector_main(void *arg)
             goto out;
         }
     }
-    last_renew = mono_ms();
     set_state(l, ST_LEADER);
     kwb_log_kv(KWB_LOG_INFO, MODULE, kv, "became leader");
 

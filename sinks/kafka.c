@@ -43,6 +43,7 @@ _Static_assert(sizeof(uintptr_t) >= sizeof(uint64_t),
 #define KAFKA_TOPIC_MAX        249 /* Kafka's limit on a topic name */
 #define KAFKA_ERRLOG_SLOTS     4
 #define KAFKA_ERRLOG_PERIOD_MS 30000
+#define KAFKA_START_WAIT_MS    2000
 
 struct kafka_ack {
     uint64_t token;
@@ -747,11 +748,28 @@ static int producer_new(struct kafka_sink *ks)
 static int kafka_start(void *sink)
 {
     struct kafka_sink *ks = sink;
+    int rc;
 
     if (ks->rk) {
         return 0;
     }
-    return producer_new(ks);
+    rc = producer_new(ks);
+    if (rc < 0) {
+        return rc;
+    }
+    /* The pipeline samples ready() right after start: give the first
+     * metadata request a moment, bounded, so a reachable cluster reports
+     * ready at once. Events wait in the pipeline meanwhile. */
+    if (rd_kafka_controllerid(ks->rk, KAFKA_START_WAIT_MS) >= 0) {
+        ks->ever_up = 1;
+        ks->log(1, ks->name, "kafka: connected, producing to \"%s\"",
+                ks->topic);
+    } else {
+        ks->log(2, ks->name,
+                "kafka: no broker reachable yet; events are held until one "
+                "is");
+    }
+    return 0;
 }
 
 /*

@@ -13,6 +13,7 @@ import argparse
 import base64
 import bisect
 import gc
+import itertools
 import json
 import os
 import random
@@ -726,10 +727,10 @@ class Store:
             start = 0
         return self.hist[start:]
 
-    def _ensure_ns(self, ns):
+    def _ensure_ns(self, ns, force=False):
         nsres = RES_BY_KEY["namespaces"]
         if ns and ns not in self.data["namespaces"]:
-            if not self.auto_namespaces:
+            if not self.auto_namespaces and not force:
                 raise ApiError(404, "NotFound", 'namespaces "%s" not found'
                                % ns, {"name": ns, "kind": "namespaces"})
             self._commit(nsres, "ADDED", self._new_meta(nsres, {
@@ -950,11 +951,10 @@ class Store:
 
 
 class Watcher:
-    _ids = 0
+    _ids = itertools.count(1)   # next() is atomic under the GIL
 
     def __init__(self, key):
-        Watcher._ids += 1
-        self.id = Watcher._ids
+        self.id = next(Watcher._ids)
         self.key = key
         self.actions = []      # pending control actions (lock held)
         self.armed = None      # mid_event/mid_chunk drop waiting for a write
@@ -1186,7 +1186,8 @@ class Handler(BaseHTTPRequestHandler):
                 "time": time.time(), "method": self.command,
                 "path": self.url.path, "query": self.url.query,
                 "status": status, "watch": watch, "verb": verb,
-                "resource": key})
+                "resource": key, "auth": self.auth_state(),
+                "userAgent": self.headers.get("User-Agent", "")})
             if len(st.reqlog) > st.reqlog_max:
                 drop = len(st.reqlog) - st.reqlog_max
                 del st.reqlog[:drop]
@@ -1251,6 +1252,15 @@ class Handler(BaseHTTPRequestHandler):
         finally:
             if not path.startswith("/_control") and not self.logged:
                 self.log_request_entry(self.status_sent, verb, key, watch)
+
+    def auth_state(self):
+        """"none", "valid" or "invalid" bearer token (never the token)."""
+        hdr = self.headers.get("Authorization") if self.headers else None
+        if not hdr:
+            return "none"
+        if hdr.startswith("Bearer ") and hdr[7:].strip() in self.st.tokens:
+            return "valid"
+        return "invalid"
 
     def check_auth(self, path):
         tokens = self.st.tokens
@@ -1318,7 +1328,8 @@ class Handler(BaseHTTPRequestHandler):
         if verbs is not None and verb not in verbs:
             return
         rname = res.plural + ("/" + sub if sub else "")
-        scope = ('in the namespace "%s"' % ns) if ns else "at the cluster scope"
+        scope = ('in the namespace "%s"' % ns) if ns else \
+            "at the cluster scope"
         raise ApiError(
             403, "Forbidden", '%s is forbidden: User '
             '"system:serviceaccount:kwb:kube-watch-bridge" cannot %s resource '
@@ -1607,7 +1618,7 @@ class Handler(BaseHTTPRequestHandler):
         if ctype == "application/apply-patch+yaml" and \
                 not self.q.get("fieldManager"):
             raise bad_request("fieldManager is required for apply requests")
-        for attempt in range(8):
+        for _ in range(8):    # retried when a write races the patch
             with store.cond:
                 old = store.data[res.key].get(skey_of(res, ns, name))
                 if old is None:
@@ -1723,6 +1734,8 @@ class Handler(BaseHTTPRequestHandler):
             page = 0     # served "from the watch cache": limit ignored
         elif st.page_cap and (page <= 0 or page > st.page_cap):
             page = st.page_cap
+        if not match and limit > 0 and want and not cont:
+            match = "Exact"   # legacy: a paged list at RV N is exact
         start = None
         deadline = time.monotonic() + 3.0
         with store.cond:
@@ -1740,7 +1753,7 @@ class Handler(BaseHTTPRequestHandler):
                                       "meta.k8s.io/v1)")
                 if epoch != st.continue_epoch or at < store.compacted:
                     newtok = self.make_token(at if at >= store.compacted
-                                             else store.rv, start, True)
+                                             else store.rv, start)
                     raise expired(
                         "The provided continue parameter is too old to "
                         "display a consistent list result. You can start a "
@@ -1790,8 +1803,7 @@ class Handler(BaseHTTPRequestHandler):
                 if page and len(out) >= page:
                     break
             more = page and len(out) >= page and i < hi
-            token = self.make_token(at, last + "\x00", False) if more \
-                else None
+            token = self.make_token(at, last + "\x00") if more else None
             remaining = (hi - i) if (more and not lsel and not fsel) else None
         if self.wants_table():
             self.send_json(200, self.table(res, out, str(at), token))
@@ -1800,7 +1812,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send_bytes(200, self.list_bytes(res, items, at, token,
                                              remaining))
 
-    def make_token(self, rv, start, _inconsistent):
+    def make_token(self, rv, start):
         tok = {"v": "meta.k8s.io/v1", "rv": rv, "start": start,
                "e": self.st.continue_epoch}
         return base64.urlsafe_b64encode(dumps(tok)).decode().rstrip("=")
@@ -1859,7 +1871,28 @@ class Handler(BaseHTTPRequestHandler):
             if self.wants_table() else None
         w = Watcher(res.key)
         with store.cond:
-            if watch_list or (want is None and sie is None):
+            if want is not None and want > store.rv:
+                # like the watch cache: wait up to 3 s for the revision
+                limit = time.monotonic() + 3.0
+                while want > store.rv and time.monotonic() < limit:
+                    store.cond.wait(limit - time.monotonic())
+                if want > store.rv:
+                    expired_ev = {
+                        "type": "ERROR", "object": {
+                            "kind": "Status", "apiVersion": "v1",
+                            "metadata": {}, "status": "Failure",
+                            "message": "Too large resource version: %d, "
+                            "current: %d" % (want, store.rv),
+                            "reason": "Timeout",
+                            "details": {"causes": [{
+                                "reason": "ResourceVersionTooLarge",
+                                "message": "Too large resource version"}],
+                                "retryAfterSeconds": 1},
+                            "code": 504}}
+            if expired_ev is not None:
+                pos = want
+            elif watch_list or (want is None and sie is None):
+                # current state (watch-list: at least revision want)
                 keys, d = store.snapshot(res)
                 for k in keys:
                     r = d[k]
@@ -1881,24 +1914,6 @@ class Handler(BaseHTTPRequestHandler):
                         "reason": "Expired", "code": 410}}
                 pos = want
             else:
-                if want > store.rv:
-                    # like the watch cache: wait up to 3 s for the revision
-                    limit = time.monotonic() + 3.0
-                    while want > store.rv and time.monotonic() < limit:
-                        store.cond.wait(limit - time.monotonic())
-                    if want > store.rv:
-                        expired_ev = {
-                            "type": "ERROR", "object": {
-                                "kind": "Status", "apiVersion": "v1",
-                                "metadata": {}, "status": "Failure",
-                                "message": "Too large resource version: %d, "
-                                "current: %d" % (want, store.rv),
-                                "reason": "Timeout",
-                                "details": {"causes": [{
-                                    "reason": "ResourceVersionTooLarge",
-                                    "message": "Too large resource version"
-                                }], "retryAfterSeconds": 1},
-                                "code": 504}}
                 pos = want
             if expired_ev is None:
                 st.watchers[w.id] = w
@@ -2014,6 +2029,21 @@ class Handler(BaseHTTPRequestHandler):
                     now = time.monotonic()
                     if w.actions:
                         action = w.actions.pop(0)
+                        if action["mode"] == "replay":
+                            # re-send what was sent for the last n revisions
+                            n = int(action.get("count", 1))
+                            lo = max(pos - n, store.compacted,
+                                     store.hist_rv0 - 1)
+                            for ev in store.events_since(lo):
+                                if ev.rv > pos:
+                                    break
+                                ln = self.ev_line(res, ns, lsel, fsel, ev)
+                                if ln is not None:
+                                    lines.append(ln)
+                            action = None
+                            if lines:
+                                break
+                            continue
                         if action["mode"] in ("between", "clean", "garbage"):
                             break
                         # mid_event / mid_chunk: armed until the next write
@@ -2174,6 +2204,12 @@ def c_drop(srv, method, args):
 def c_garbage(srv, method, args):
     return _arm_watchers(srv, {"mode": "garbage", "line": args.get(
         "line", "this is not json {{{")}, args.get("resource"))
+
+
+def c_replay(srv, method, args):
+    return _arm_watchers(srv, {"mode": "replay",
+                               "count": int(args.get("count", 1))},
+                         args.get("resource"))
 
 
 def c_fail(srv, method, args):
@@ -2363,7 +2399,7 @@ def bulk(store, op, res, ns, count, prefix="bulk", size=3000, labels=None,
     if op == "create":
         with store.cond:
             if res.namespaced:
-                store._ensure_ns(ns)
+                store._ensure_ns(ns, force=True)
             base = store.rv
         todo = []
         for i in range(count):
@@ -2483,7 +2519,7 @@ def c_churn(srv, method, args):
 
 CONTROL = {
     "health": c_health, "state": c_state,
-    "drop-watches": c_drop, "garbage": c_garbage,
+    "drop-watches": c_drop, "garbage": c_garbage, "replay": c_replay,
     "fail": c_fail, "clear-faults": c_clear_faults,
     "forbid": c_forbid, "allow": c_allow,
     "compact": c_compact, "expire-continue": c_expire_continue,
@@ -2527,11 +2563,9 @@ class Server(ThreadingHTTPServer):
 
 
 def seed(store, args):
-    nsres = RES_BY_KEY["namespaces"]
     for ns in ("default", "kube-system", "kube-public", "kube-node-lease"):
         with store.cond:
-            store._ensure_ns(ns)
-    del nsres
+            store._ensure_ns(ns, force=True)
     if args.seed_pods:
         bulk(store, "create", RES_BY_KEY["pods"], args.seed_namespace,
              args.seed_pods, prefix="seed")

@@ -446,6 +446,17 @@ class ApiServer:
     def inject_garbage(self, line="this is not json {{{", resource=None):
         return self.control("garbage", {"line": line, "resource": resource})
 
+    def inject_event(self, event, resource=None):
+        """Writes one crafted event (a dict, e.g. an ERROR with a Status)
+        into every watch, as its own line."""
+        return self.inject_garbage(json.dumps(event, separators=(",", ":")),
+                                   resource)
+
+    def replay(self, count=1, resource=None):
+        """Every watch re-sends the events it sent for the last count
+        revisions (duplicates, to test de-duplication)."""
+        return self.control("replay", {"count": count, "resource": resource})
+
     def fail_next(self, count=1, code=500, path=None, verb=None, method=None,
                   watch=None, retry_after=None, path_regex=None,
                   message=None, reason=None, hang=None):

@@ -51,6 +51,12 @@ class TokenTest(unittest.TestCase):
         # requests with the wrong token are logged with their status
         log = [e for e in api.request_log() if e["status"] == 401]
         self.assertGreaterEqual(len(log), 4)
+        self.assertEqual({e["auth"] for e in log}, {"none", "invalid"})
+        ok = [e for e in api.request_log() if e["status"] == 200 and
+              e["path"] != "/version"]
+        self.assertEqual({e["auth"] for e in ok}, {"valid"})
+        self.assertNotIn("token", json.dumps(api.request_log()).replace(
+            "/token", ""))
 
 
 class TlsTest(unittest.TestCase):

@@ -31,10 +31,14 @@ class FaultTest(unittest.TestCase):
         self.api.clear_faults()
 
     def live_watch(self, ns, **kw):
+        """One configmap watch from now, once earlier ones are gone."""
+        cur = lambda: self.api.watch_counts()["current"]  # noqa: E731
+        self.assertTrue(self.api.wait_for(lambda: not cur().get(
+            "configmaps")))
         w = RawWatch(self.api, "configmaps", ns,
                      resourceVersion=str(self.api.resource_version()), **kw)
-        self.assertTrue(self.api.wait_for(
-            lambda: self.api.watch_counts()["current"].get("configmaps")))
+        self.assertTrue(self.api.wait_for(lambda: cur().get(
+            "configmaps") == 1))
         return w
 
     def test_drop_between_events(self):
@@ -86,6 +90,25 @@ class FaultTest(unittest.TestCase):
             self.assertEqual((kind, data), ("line", b"<html>oops</html>\n"))
             api.create("configmaps", cm("after-garbage"), namespace="f4")
             self.assertEqual(name_of(w.event()), "after-garbage")
+
+    def test_replay_and_crafted_event(self):
+        api = self.api
+        with self.live_watch("f10") as w:
+            api.create("configmaps", cm("r1"), namespace="f10")
+            api.create("configmaps", cm("r2"), namespace="f10")
+            first = [w.event(), w.event()]
+            self.assertEqual(api.replay(2)["watches"], 1)
+            again = [w.event(), w.event()]
+            self.assertEqual(again, first)
+            api.inject_event({"type": "ERROR", "object": {
+                "kind": "Status", "apiVersion": "v1", "metadata": {},
+                "status": "Failure", "reason": "InternalError",
+                "code": 500}})
+            ev = w.event()
+            self.assertEqual((ev["type"], ev["object"]["code"]),
+                             ("ERROR", 500))
+            api.create("configmaps", cm("r3"), namespace="f10")
+            self.assertEqual(name_of(w.event()), "r3")
 
     def test_stall(self):
         api = self.api

@@ -17,6 +17,9 @@ if HERE not in sys.path:
 
 from client import ApiServer, ApiError, make_pod  # noqa: E402,F401
 
+# Sanitizer/valgrind or loaded machines: stretch time bounds (team-wide).
+MULT = float(os.environ.get("KWB_TEST_TIMEOUT_MULT", "1") or 1)
+
 KUBECTL = shutil.which("kubectl") or (
     "/usr/bin/kubectl" if os.path.exists("/usr/bin/kubectl") else None)
 

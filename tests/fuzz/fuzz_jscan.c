@@ -10,9 +10,15 @@
  *   and scans again to the same fields;
  * - accepted string spans unescape (unless they hold \u0000);
  * - kwb_jscan_list_next never fails after kwb_jscan_list succeeded;
- * - error offsets lie inside [0, len].
+ * - error offsets lie inside [0, len];
+ * - differential with cJSON: what jscan accepts cJSON accepts (except
+ *   number tokens over 63 bytes, which cJSON cannot read), and what jscan
+ *   rejects cJSON rejects too unless the error is one of the classes where
+ *   cJSON is lax (see tests/unit/test_jscan.c).
  */
 #include "jscan.h"
+
+#include <cjson/cJSON.h>
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -86,6 +92,69 @@ static void check_obj(const struct kwb_jobj *o)
     }
 }
 
+static int is_ws(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/* cJSON accepts the whole text (only whitespace after the value). */
+static int cjson_valid(const char *p, size_t n)
+{
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(p, n, &end, 0);
+
+    if (!root) {
+        return 0;
+    }
+    cJSON_Delete(root);
+    while (end < p + n && is_ws(*end)) {
+        end++;
+    }
+    return end == p + n;
+}
+
+static int long_number_run(const char *p, size_t n)
+{
+    size_t run = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        run = strchr("0123456789+-.eE", p[i]) && p[i] ? run + 1 : 0;
+        if (run >= 63) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* jscan's rejection is one cJSON does not make (by design of cJSON). */
+static int cjson_lax(const struct kwb_jerr *err, const char *p, size_t n)
+{
+    unsigned char at = err->offset < n ? (unsigned char)p[err->offset] : 0;
+    const char *m = err->msg;
+
+    if (strncmp(m, "number:", 7) == 0) {
+        return 1; /* strtod: "01", "1.", "-01" */
+    }
+    if (strcmp(m, "invalid UTF-8") == 0) {
+        return at >= 0x80;
+    }
+    if (strcmp(m, "invalid \\u escape") == 0) {
+        return at == '\\'; /* bad hex reads as U+0000 */
+    }
+    if (strcmp(m, "nesting too deep") == 0) {
+        return 1; /* cJSON allows 1000 levels */
+    }
+    /* raw control bytes: in strings, and as whitespace (<= 0x20) */
+    return at < 0x20 && (strcmp(m, "control character in string") == 0 ||
+                         strcmp(m, "unexpected character") == 0 ||
+                         strcmp(m, "expected string key") == 0 ||
+                         strcmp(m, "expected ':'") == 0 ||
+                         strcmp(m, "expected ',' or '}'") == 0 ||
+                         strcmp(m, "expected ',' or ']'") == 0 ||
+                         strcmp(m, "unexpected end of input") == 0 ||
+                         strcmp(m, "trailing data") == 0);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char *buf = malloc(size ? size : 1);
@@ -110,16 +179,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (end < buf || end > buf + size) {
             abort();
         }
-        while (q < hi &&
-               (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r')) {
+        while (q < hi && is_ws(*q)) {
             q++;
         }
         valid = q == hi;
+        if (!valid) {
+            err.offset = (size_t)(q - buf);
+            err.msg = "trailing data";
+        }
     } else {
         valid = 0;
         if (err.offset > size || !err.msg) {
             abort();
         }
+    }
+    if (valid && !cjson_valid(buf, size) && !long_number_run(buf, size)) {
+        abort();
+    }
+    if (!valid && cjson_valid(buf, size) && !cjson_lax(&err, buf, size)) {
+        abort();
     }
 
     if (kwb_jscan_event(buf, size, &ev, &err) == 0) {

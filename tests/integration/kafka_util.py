@@ -6,7 +6,7 @@ SinkDriver runs tests/helpers/kafka_sink_driver.c, which drives the Kafka
 sink through its kwb_sink_ops. consume() reads a topic back with kcat, an
 independent consumer.
 
-Timeouts scale with KWB_TIMEOUT_MULT (sanitizer and valgrind runs).
+Timeouts scale with KWB_TEST_TIMEOUT_MULT (sanitizer and valgrind runs).
 """
 
 import json
@@ -20,7 +20,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE_DIR = os.environ.get("KWB_SOURCE_DIR",
                             os.path.dirname(os.path.dirname(HERE)))
 BUILD_DIR = os.environ.get("KWB_BUILD_DIR", os.path.join(SOURCE_DIR, "build"))
-MULT = float(os.environ.get("KWB_TIMEOUT_MULT", "1"))
+MULT = float(os.environ.get("KWB_TEST_TIMEOUT_MULT", "1"))
 
 
 def helper(name):

@@ -207,6 +207,33 @@ static void test_hand_cases(void)
     }
 }
 
+/* kwb_jscan_skip stops right after the value and leaves the rest alone. */
+static void test_skip(void)
+{
+    static const struct {
+        const char *doc;
+        size_t stop; /* offset past the value */
+    } cases[] = {
+        {"[1] xyz", 3},    {"  {\"a\":[]},{}", 10}, {"123abc", 3},
+        {"\"s\"\"t\"", 3}, {"true false", 4},       {"-0.5e3]", 6},
+        {"null\x01", 4},
+    };
+    struct kwb_jerr err = {0, NULL};
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *d = cases[i].doc;
+        const char *q = kwb_jscan_skip(d, d + strlen(d), &err);
+
+        if (CHECK(q != NULL)) {
+            CHECK_EQ_INT(q - d, cases[i].stop);
+        }
+    }
+    CHECK(kwb_jscan_skip("", "", &err) == NULL);
+    CHECK_EQ_STR(err.msg, "unexpected end of input");
+    CHECK(kwb_jscan_skip("  ", "  " + 2, &err) == NULL);
+    CHECK_EQ_INT(err.offset, 2);
+}
+
 static void test_error_offsets(void)
 {
     struct kwb_jerr err = {0, NULL};
@@ -1429,14 +1456,29 @@ static void test_differential(void)
     free(g.p);
 }
 
-/* Regression cases found by fuzzing go here. */
-static void test_fuzz_regressions(void)
+/* Inputs the fuzzers made interesting. fuzz_jscan (with its cJSON
+ * oracle) found a raw '\n' in a string among \u0000 escapes: rejected by
+ * jscan, accepted by cJSON (lax class "control character"). */
+static void test_fuzz_inputs(void)
 {
+    static const char doc[] =
+        "{\"type\":\"ERROR\",\"object\":{\"kind\":\"St \\u000000020 "
+        "\\u0107*\\\"xc|\n\x00|| \\u00000\\\"xc\",\"code\":410}}";
+    struct kwb_jerr err = {0, NULL};
+    struct kwb_jevent ev;
+    cJSON *c = cparse(doc, sizeof(doc) - 1);
+
+    CHECK(c != NULL); /* cJSON is lax here */
+    cJSON_Delete(c);
+    CHECK_EQ_INT(kwb_jscan_event(doc, sizeof(doc) - 1, &ev, &err), -1);
+    CHECK_EQ_STR(err.msg, "control character in string");
+    CHECK_EQ_INT(err.offset, (size_t)(strchr(doc, '\n') - doc));
 }
 
 int main(void)
 {
     test_hand_cases();
+    test_skip();
     test_error_offsets();
     test_depth();
     test_pod_event();
@@ -1445,6 +1487,6 @@ int main(void)
     test_unescape();
     test_list();
     test_differential();
-    test_fuzz_regressions();
+    test_fuzz_inputs();
     return check_report();
 }

@@ -1,0 +1,186 @@
+/*
+ * bench_store.c - the dedup store (agent/store.c) on its own:
+ *   bytes per tracked object at 100k and 1M objects: kwb_store_memory()
+ *   and the process RSS delta (both divided by the count);
+ *   relist diff of 100k objects: the work do_list() does per listed item
+ *   (get_rv, compare, mark_seen or put) plus the vanished sweep, with
+ *   1 % modified, 1 % deleted and 1 % new objects.
+ * Objects look like the streamed ones: UUID uids, 9-digit
+ * resourceVersions, names like "payments-api-7d9f8c6b5-x7k2p", 50
+ * namespaces.
+ *
+ * Usage: bench_store [N...]   (default 100000 1000000)
+ * One JSON line per figure on stdout.
+ */
+#include "benchgen.h"
+#include "store.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *const apps[] = {"web", "payments-api", "search",
+                                   "ingest-worker"};
+
+static long rss_bytes(void)
+{
+    long pages = 0, rss = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+
+    if (f) {
+        if (fscanf(f, "%ld %ld", &pages, &rss) != 2) {
+            rss = 0;
+        }
+        fclose(f);
+    }
+    return rss * sysconf(_SC_PAGESIZE);
+}
+
+static void obj(uint64_t k, uint64_t rvv, char uid[37], char rv[16],
+                char name[64], char ns[32])
+{
+    static const char b36[] = "0123456789abcdefghijklmnopqrstuvwxyz";
+    uint64_t h = k * 0x9e3779b97f4a7c15ull;
+    char sfx[6];
+
+    for (int i = 0; i < 5; i++) {
+        sfx[i] = b36[(h >> (i * 6)) % 36];
+    }
+    sfx[5] = '\0';
+    kwb_bgen_uid(uid, k);
+    snprintf(rv, 16, "%" PRIu64, rvv);
+    snprintf(name, 64, "%s-7d9f8c6b5-%s", apps[k % 4], sfx);
+    snprintf(ns, 32, "team-%02u", (unsigned)(k % 50));
+}
+
+static struct kwb_store *fill(uint64_t n)
+{
+    struct kwb_store *s = kwb_store_new();
+    char uid[37], rv[16], name[64], ns[32];
+
+    for (uint64_t k = 0; s && k < n; k++) {
+        obj(k, 100000000 + k, uid, rv, name, ns);
+        if (kwb_store_put(s, uid, rv, name, ns) < 0) {
+            kwb_store_free(s);
+            return NULL;
+        }
+    }
+    return s;
+}
+
+static int bytes_per_object(uint64_t n)
+{
+    long r0 = rss_bytes();
+    double t0 = kwb_bgen_mono();
+    struct kwb_store *s = fill(n);
+    double t1 = kwb_bgen_mono();
+    long r1 = rss_bytes();
+
+    if (!s) {
+        return -1;
+    }
+    printf("{\"figure\":\"store_bytes\",\"objects\":%" PRIu64
+           ",\"store_memory_per_object\":%.1f,\"rss_delta_per_object\":%.1f,"
+           "\"insert_s\":%.3f}\n",
+           n, (double)kwb_store_memory(s) / (double)n,
+           (double)(r1 - r0) / (double)n, t1 - t0);
+    fflush(stdout);
+    kwb_store_free(s);
+    return 0;
+}
+
+struct sweep {
+    char **uids;
+    size_t n, cap;
+};
+
+static int collect(void *opaque, const struct kwb_store_entry *e)
+{
+    struct sweep *v = opaque;
+
+    if (v->n == v->cap) {
+        size_t ncap = v->cap ? v->cap * 2 : 64;
+        char **p = realloc(v->uids, ncap * sizeof(*p));
+        if (!p) {
+            return 1;
+        }
+        v->uids = p;
+        v->cap = ncap;
+    }
+    v->uids[v->n] = strdup(e->uid);
+    if (!v->uids[v->n]) {
+        return 1;
+    }
+    v->n++;
+    return 0;
+}
+
+static int relist(uint64_t n)
+{
+    struct kwb_store *s = fill(n);
+    char uid[37], rv[16], name[64], ns[32];
+    struct sweep v = {0};
+    uint64_t changed = 0, added = 0;
+    long r0 = rss_bytes();
+    double t0, t1;
+
+    if (!s) {
+        return -1;
+    }
+    t0 = kwb_bgen_mono();
+    kwb_store_begin_mark(s);
+    for (uint64_t k = 0; k < n + n / 100; k++) {
+        const char *known;
+        if (k < n && k % 100 == 1) {
+            continue; /* deleted during the gap */
+        }
+        obj(k, k % 100 == 2 ? 900000000 + k : 100000000 + k, uid, rv, name, ns);
+        known = kwb_store_get_rv(s, uid);
+        if (known && strcmp(known, rv) == 0) {
+            kwb_store_mark_seen(s, uid);
+            continue;
+        }
+        if (kwb_store_put(s, uid, rv, name, ns) < 0) {
+            return -1;
+        }
+        if (known) {
+            changed++;
+        } else {
+            added++;
+        }
+    }
+    kwb_store_foreach(s, 1, collect, &v);
+    for (size_t i = 0; i < v.n; i++) {
+        kwb_store_del(s, v.uids[i]);
+        free(v.uids[i]);
+    }
+    t1 = kwb_bgen_mono();
+    printf("{\"figure\":\"store_relist\",\"objects\":%" PRIu64
+           ",\"modified\":%" PRIu64 ",\"added\":%" PRIu64
+           ",\"deleted\":%zu,\"seconds\":%.4f,\"rss_delta_bytes\":%ld}\n",
+           n, changed, added, v.n, t1 - t0, rss_bytes() - r0);
+    free(v.uids);
+    kwb_store_free(s);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    uint64_t sizes[8] = {100000, 1000000};
+    int nsizes = 2;
+
+    if (argc > 1) {
+        nsizes = 0;
+        for (int i = 1; i < argc && nsizes < 8; i++) {
+            sizes[nsizes++] = strtoull(argv[i], NULL, 10);
+        }
+    }
+    for (int i = 0; i < nsizes; i++) {
+        if (bytes_per_object(sizes[i]) < 0) {
+            return 1;
+        }
+    }
+    return relist(sizes[0]) < 0;
+}
