@@ -10,6 +10,7 @@ librdkafka's mock cluster (kcat reads the topics back):
 - an event over message.max.bytes goes to the dead-letter file with
   librdkafka's error as the reason, is counted, and the agent goes on;
 - SIGKILL while events wait for Kafka, then a restart: nothing lost;
+- a watch's own `topic` overrides the sink's topic (template);
 - --check validates the sink's librdkafka properties offline, with quoted
   names, and names a bad one with FILE:LINE.
 """
@@ -20,7 +21,8 @@ import subprocess
 import sys
 import time
 
-from kwb import BINARY, MULT, TestCase, key, main, metric, pod, wait_for
+from kwb import (BINARY, MULT, TestCase, key, main, metric, pod, wait_for,
+                 watch_conf)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import kafka_util as ku  # noqa: E402
@@ -242,6 +244,28 @@ class KafkaAgent(TestCase):
         for k in map(key, events):
             counts[k] = counts.get(k, 0) + 1
         self.assertEqual([counts[k] for k in sorted(first)], [1] * 5)
+
+    def test_watch_topic(self):
+        sink = {"type": "kafka", "brokers": self.mock.bootstrap,
+                "topic": "k8s.{resource}"}
+        self.agent_ = agent = self.agent(
+            watches=[watch_conf("v1", "pods"),
+                     watch_conf("v1", "namespaces", topic="cluster-ns")],
+            sinks=[sink]).start()
+        self.api.create("namespaces", {"apiVersion": "v1",
+                                       "kind": "Namespace",
+                                       "metadata": {"name": "team-a"}})
+        changes = self.make_changes("p", 3)
+        self.wait_kafka(len(changes))
+        nss = [json.loads(m["payload"]) for m in
+               ku.consume(self.mock.bootstrap, "cluster-ns", expect=1)]
+        self.assertEqual(agent.stop(), 0)
+        self.assertIn("team-a", [e["name"] for e in nss])
+        self.assertTrue(all(e["kind"] == "Namespace" for e in nss))
+        self.assertEqual(sorted(map(key, self.kafka_events())),
+                         sorted(changes))
+        self.assertEqual(ku.consume(self.mock.bootstrap, "k8s.namespaces"),
+                         [])
 
     def test_check_validates_properties(self):
         agent = self.agent(sinks=[{"type": "kafka",
