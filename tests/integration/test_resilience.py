@@ -122,9 +122,12 @@ class Resilience(TestCase):
         self.assertTrue(all(e["origin"] == "watch" for e in events[5:]))
         ws = watches(self.api)
         self.assertGreaterEqual(len(ws), 4)
-        lists = [r for r in self.api.request_log()
-                 if not r.get("watch") and r["path"] == "/api/v1/pods"]
-        self.assertEqual(len(lists), 1, "a timeout never relists")
+        syncs = [r for r in self.api.request_log()
+                 if r["path"] == "/api/v1/pods" and
+                 ("limit=" in r["query"] or
+                  "sendInitialEvents=true" in r["query"])]
+        self.assertEqual(len(syncs), 1, "a timeout never relists")
+        ws = [r for r in ws if "sendInitialEvents" not in r["query"]]
         for r in ws:
             self.assertIn("allowWatchBookmarks=true", r["query"])
             self.assertIn("timeoutSeconds=1", r["query"])

@@ -36,6 +36,12 @@ class TestWebhookRetry(WebhookTest):
         self.assertTrue(all(r["sig_ok"] for r in reqs))
         self.assertEqual([r["headers"]["x-kwb-attempt"] for r in reqs],
                          ["1", "2", "3", "4"])
+        # One batch id over the attempts; no Expect: 100-continue.
+        self.assertEqual(len({r["headers"]["x-kwb-batch-id"]
+                              for r in reqs}), 1)
+        self.assertTrue(all(r["headers"]["x-kwb-events"] == "10"
+                            for r in reqs))
+        self.assertTrue(all("expect" not in r["headers"] for r in reqs))
         self.assertEqual(seqs(delivered(reqs)), list(range(10)))
         self.assertTrue(any("HTTP 500" in l.get("msg", "")
                             for l in res.logs()), res.err)
