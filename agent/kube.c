@@ -310,10 +310,7 @@ static int run(struct kwb_kube *k, struct xfer *x, kwb_kube_idle_fn on_idle,
         return -ETIMEDOUT;
     }
     x->r->curl_code = (int)code;
-    if (code == CURLE_OPERATION_TIMEDOUT && stall_s > 0) {
-        x->r->stalled = 1;
-        rc = -ETIMEDOUT;
-    } else if (code != CURLE_OK) {
+    if (code != CURLE_OK) {
         rc = -EIO;
     }
     if (code != CURLE_OK && !x->r->errmsg[0]) {
