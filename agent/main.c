@@ -26,6 +26,7 @@
 #include "config.h"
 #include "http.h"
 #include "kubeconfig.h"
+#include "leader.h"
 #include "log.h"
 #include "metrics.h"
 #include "pipeline.h"
@@ -103,6 +104,7 @@ int main(int argc, char **argv)
     struct kwb_metrics *metrics = NULL;
     struct kwb_pipeline *pipeline = NULL;
     struct kwb_http *http = NULL;
+    struct kwb_leader *leader = NULL;
     struct kwb_watch **watches = NULL;
     struct kwb_pipeline_watch_init *winit = NULL;
     struct kwb_store **live = NULL;
@@ -169,6 +171,13 @@ int main(int argc, char **argv)
         goto out;
     }
     kwb_log_set_level(cfg.log_level);
+    if (cfg.state_backend && strcmp(cfg.state_backend, "file") != 0) {
+        fprintf(stderr,
+                "%s: state.backend \"%s\" is not available in this "
+                "version; use \"file\" with a persistent volume\n",
+                config_path, cfg.state_backend);
+        goto out;
+    }
 
     /* Signals are handled by sigwait on this thread only: block them
      * before any thread starts so every thread inherits the mask. */
@@ -273,8 +282,29 @@ int main(int argc, char **argv)
                  cfg.metrics_address, kwb_http_port(http));
     }
     if (cfg.leader_election) {
-        KWB_ERROR("main", "leader_election is not available in this build");
-        goto out;
+        /* Only the leader forwards; a standby waits here with its sinks
+         * initialised but no watch running. */
+        if (kwb_leader_start(&cfg, auth, &leader, errbuf, sizeof(errbuf)) <
+            0) {
+            KWB_ERROR("main", "leader election: %s", errbuf);
+            goto out;
+        }
+        KWB_INFO("main", "waiting for leadership as %s",
+                 kwb_leader_identity(leader));
+        for (;;) {
+            struct timespec zero = {0, 0};
+            int lr = kwb_leader_wait(leader, 200);
+            if (lr == 1) {
+                break;
+            }
+            int sig = sigtimedwait(&sigs, NULL, &zero);
+            if (lr < 0 || sig == SIGTERM || sig == SIGINT) {
+                KWB_INFO("main", "stopped before becoming leader");
+                rc = 0;
+                goto stop;
+            }
+        }
+        KWB_INFO("main", "leading: starting watches");
     }
     atomic_store(&metrics->leader, 1);
 
@@ -300,6 +330,14 @@ int main(int argc, char **argv)
         if (sig == SIGTERM || sig == SIGINT) {
             KWB_INFO("main", "signal %d: shutting down", sig);
             rc = 0;
+            break;
+        }
+        if (leader && !kwb_leader_is_leader(leader)) {
+            /* As client-go's OnStoppedLeading: stop forwarding and exit
+             * non-zero so the pod restarts and campaigns again. */
+            KWB_ERROR("main", "leadership lost: stopping so that only one "
+                              "replica forwards");
+            rc = 1;
             break;
         }
     }
@@ -331,6 +369,7 @@ stop : {
         }
     }
 out:
+    kwb_leader_stop(leader);
     if (watches) {
         for (size_t i = 0; i < cfg.n_watches; i++) {
             kwb_watch_free(watches[i]);

@@ -201,6 +201,9 @@ static const char *item_str(const struct kwb_batch *b, uint32_t off)
 }
 
 static void sink_log(int level, const char *sink_name, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void sink_log(int level, const char *sink_name, const char *fmt, ...)
 {
     va_list ap;
     const char *kv[] = {"sink", sink_name, NULL};

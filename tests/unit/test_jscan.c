@@ -230,7 +230,11 @@ static void test_skip(void)
     }
     CHECK(kwb_jscan_skip("", "", &err) == NULL);
     CHECK_EQ_STR(err.msg, "unexpected end of input");
-    CHECK(kwb_jscan_skip("  ", "  " + 2, &err) == NULL);
+    {
+        static const char two[] = "  ";
+
+        CHECK(kwb_jscan_skip(two, two + 2, &err) == NULL);
+    }
     CHECK_EQ_INT(err.offset, 2);
 }
 
