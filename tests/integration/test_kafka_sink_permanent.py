@@ -1,9 +1,9 @@
 """Kafka sink, permanent and surfaced failures: an event over
 message.max.bytes, a topic authorisation error and an unknown topic are
-acked KWB_ACK_FAIL
-with a reason naming librdkafka's error (the pipeline dead-letters them);
-a delivery timeout the user configured is acked KWB_ACK_RETRY; every
-other event is still delivered, each token acked exactly once."""
+acked KWB_ACK_FAIL with a reason naming librdkafka's error (the pipeline
+dead-letters them); a delivery timeout the user configured is acked
+KWB_ACK_RETRY; every other event is still delivered, each token acked
+exactly once."""
 
 import os
 import sys
