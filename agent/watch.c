@@ -64,6 +64,7 @@ struct kwb_watch {
     struct kwb_framer framer;
     struct kwb_batch *batch;
     char *rv; /* last RV seen: event, bookmark or list */
+    size_t rv_cap;
     int first_start;
     int need_list;
     int list_skip;     /* this sync records state only (initial = skip) */
@@ -71,6 +72,7 @@ struct kwb_watch {
     int initial_sync;  /* inside a watch-list's initial events */
     size_t initial_items;
     int syncs; /* completed lists (paginated or streamed) */
+    char *bad_rv; /* RV at which the last unparsable line came */
     int requests; /* watch requests made */
     atomic_int stop;
     volatile int stop_flag; /* mirror of stop for kwb_pipeline_push */
@@ -99,15 +101,22 @@ static void wlog(const struct kwb_watch *w, int level, const char *fmt, ...)
     va_end(ap);
 }
 
+/* Called for every event: reuses its buffer instead of allocating. */
 static int set_rv(struct kwb_watch *w, const char *rv)
 {
-    char *n = strdup(rv);
+    size_t len = strlen(rv);
 
-    if (!n) {
-        return -ENOMEM;
+    if (len + 1 > w->rv_cap) {
+        size_t cap = len + 1 < 64 ? 64 : len + 1;
+        char *n = malloc(cap);
+        if (!n) {
+            return -ENOMEM;
+        }
+        free(w->rv);
+        w->rv = n;
+        w->rv_cap = cap;
     }
-    free(w->rv);
-    w->rv = n;
+    memcpy(w->rv, rv, len + 1);
     return 0;
 }
 
@@ -519,6 +528,20 @@ static int on_line(void *opaque, const char *line, size_t len)
     int t, rc;
 
     if (kwb_jscan_event(line, len, &ev, &jerr) < 0) {
+        const char *at = w->rv ? w->rv : "";
+        if (w->bad_rv && strcmp(w->bad_rv, at) == 0) {
+            /* The same place fails again: the server keeps sending it.
+             * A relist gets the current state past the poison line. */
+            w->need_list = 1;
+            return stream_fail(w, END_ERROR,
+                               "invalid watch event (%zu bytes) at byte "
+                               "%zu: %s; again after resourceVersion %s, "
+                               "relisting",
+                               len, jerr.offset, jerr.msg ? jerr.msg : "?",
+                               at);
+        }
+        free(w->bad_rv);
+        w->bad_rv = strdup(at);
         return stream_fail(w, END_ERROR,
                            "invalid watch event (%zu bytes) at byte %zu: %s",
                            len, jerr.offset, jerr.msg ? jerr.msg : "?");
@@ -966,5 +989,6 @@ void kwb_watch_free(struct kwb_watch *w)
     kwb_framer_free(&w->framer);
     kwb_batch_free(w->batch);
     free(w->rv);
+    free(w->bad_rv);
     free(w);
 }

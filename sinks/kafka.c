@@ -4,7 +4,8 @@
  * One event = one message: key = uid (one object's changes stay in one
  * partition, in order), value = the event JSON, headers type, kind,
  * namespace, cluster, resourceVersion. The topic may be a template with
- * {resource}, {namespace}, {kind} and {cluster}.
+ * {resource}, {namespace}, {kind} and {cluster}; a watch's own `topic` key
+ * overrides it for that watch's events.
  *
  * Delivery: librdkafka retries transient errors itself; by default it does
  * so forever (message.timeout.ms = 0), so an event is acknowledged only
@@ -57,6 +58,12 @@ struct kafka_errlog {
     unsigned suppressed;
 };
 
+/* A watch's own topic (`topic` in its group) overrides the sink's. */
+struct kafka_route {
+    char *watch_id; /* "<api>/<resource>[@<namespace>]", as config.c */
+    char *topic;
+};
+
 struct kafka_sink {
     char *name;
     char *cluster;
@@ -66,6 +73,8 @@ struct kafka_sink {
 
     char *topic; /* the topic or its template */
     int templated;
+    struct kafka_route *routes;
+    size_t n_routes;
 
     rd_kafka_conf_t *conf; /* kept: each producer gets a dup */
     rd_kafka_t *rk;
@@ -83,6 +92,7 @@ struct kafka_sink {
     int all_down; /* since the last "all brokers down" error */
     int64_t down_since_ms;
     int fatal; /* fatal producer error: purge, then a new producer */
+    int64_t retry_create_ms; /* when a failed replacement is tried again */
     struct kafka_errlog errlog[KAFKA_ERRLOG_SLOTS];
 };
 
@@ -428,8 +438,9 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac,
     } else {
         lvl = 0;
     }
-    /* Connection failures also reach on_error, which rate-limits them. */
-    if (strcmp(fac, "FAIL") == 0 && lvl > 0) {
+    /* Connection failures also reach on_error, which rate-limits them;
+     * fatal errors are logged by check_fatal(). */
+    if ((strcmp(fac, "FAIL") == 0 || strcmp(fac, "FATAL") == 0) && lvl > 0) {
         lvl = 0;
     }
     ks->log(lvl, ks->name, "librdkafka %s: %s", fac, buf);
@@ -601,6 +612,84 @@ static int conf_check(const rd_kafka_conf_t *conf, char *errbuf, size_t errsize)
     return 0;
 }
 
+static const char *member_string(const config_setting_t *g, const char *key)
+{
+    const char *v = NULL;
+
+    if (!config_setting_lookup_string(g, key, &v)) {
+        return NULL;
+    }
+    return v;
+}
+
+/*
+ * Per-watch topics. An event carries only its watch id, so read the
+ * watches' `topic` keys from the same config (config.c has validated
+ * them) and map id -> topic. 0 or -1 on -ENOMEM.
+ */
+static int load_routes(struct kafka_sink *ks, const config_setting_t *group)
+{
+    const config_setting_t *watches;
+    int n;
+
+    if (!group->config) {
+        return 0;
+    }
+    watches = config_setting_get_member(config_root_setting(group->config),
+                                        "watches");
+    n = watches ? config_setting_length(watches) : 0;
+    if (n <= 0) {
+        return 0;
+    }
+    ks->routes = calloc((size_t)n, sizeof(*ks->routes));
+    if (!ks->routes) {
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *w = config_setting_get_elem(watches, i);
+        const char *api = member_string(w, "api");
+        const char *res = member_string(w, "resource");
+        const char *ns = member_string(w, "namespace");
+        const char *topic = member_string(w, "topic");
+        struct kafka_route *r = &ks->routes[ks->n_routes];
+        int len;
+
+        if (!api || !res || !topic || !*topic) {
+            continue;
+        }
+        if (ns && !*ns) {
+            ns = NULL; /* "" = all namespaces, as in config.c */
+        }
+        len = snprintf(NULL, 0, "%s/%s%s%s", api, res, ns ? "@" : "",
+                       ns ? ns : "");
+        r->watch_id = malloc((size_t)len + 1);
+        r->topic = strdup(topic);
+        if (!r->watch_id || !r->topic) {
+            free(r->watch_id);
+            free(r->topic);
+            return -1;
+        }
+        snprintf(r->watch_id, (size_t)len + 1, "%s/%s%s%s", api, res,
+                 ns ? "@" : "", ns ? ns : "");
+        ks->n_routes++;
+    }
+    return 0;
+}
+
+static const char *route_topic(const struct kafka_sink *ks,
+                               const char *watch_id)
+{
+    if (!watch_id) {
+        return NULL;
+    }
+    for (size_t i = 0; i < ks->n_routes; i++) {
+        if (strcmp(ks->routes[i].watch_id, watch_id) == 0) {
+            return ks->routes[i].topic;
+        }
+    }
+    return NULL;
+}
+
 static void kafka_close(void *sink)
 {
     struct kafka_sink *ks = sink;
@@ -618,6 +707,11 @@ static void kafka_close(void *sink)
     if (ks->conf) {
         rd_kafka_conf_destroy(ks->conf);
     }
+    for (size_t i = 0; i < ks->n_routes; i++) {
+        free(ks->routes[i].watch_id);
+        free(ks->routes[i].topic);
+    }
+    free(ks->routes);
     free(ks->acks);
     free(ks->topic);
     free(ks->name);
@@ -689,6 +783,10 @@ static void *kafka_init(const struct config_setting_t *group,
     ks->topic = strdup(topic);
     ks->conf = rd_kafka_conf_new();
     if (!ks->name || !ks->cluster || !ks->topic || !ks->conf) {
+        snprintf(errbuf, errsize, "out of memory");
+        goto fail;
+    }
+    if (load_routes(ks, g)) {
         snprintf(errbuf, errsize, "out of memory");
         goto fail;
     }
@@ -782,8 +880,13 @@ static void check_fatal(struct kafka_sink *ks)
     char errstr[512];
 
     if (!ks->rk) {
-        if (ks->fatal && producer_new(ks) == 0) {
-            ks->fatal = 0;
+        /* The replacement failed (logged): try again, once a second. */
+        if (ks->fatal && now_ms() >= ks->retry_create_ms) {
+            if (producer_new(ks) == 0) {
+                ks->fatal = 0;
+            } else {
+                ks->retry_create_ms = now_ms() + 1000;
+            }
         }
         return;
     }
@@ -803,6 +906,8 @@ static void check_fatal(struct kafka_sink *ks)
         ks->rk = NULL;
         if (producer_new(ks) == 0) {
             ks->fatal = 0;
+        } else {
+            ks->retry_create_ms = now_ms() + 1000;
         }
     }
 }
@@ -812,7 +917,7 @@ static int kafka_submit(void *sink, const struct kwb_sink_event *ev,
 {
     struct kafka_sink *ks = sink;
     char topic[KAFKA_TOPIC_MAX + 2];
-    const char *name = ks->topic;
+    const char *name;
     const char *ns = ev->namespace_ ? ev->namespace_ : "";
     const char *cluster = ev->cluster ? ev->cluster : ks->cluster;
     const char *uid = ev->uid ? ev->uid : "";
@@ -827,7 +932,8 @@ static int kafka_submit(void *sink, const struct kwb_sink_event *ev,
     if (reserve(ks, ks->inflight + 1)) {
         return -ENOMEM;
     }
-    if (ks->templated) {
+    name = route_topic(ks, ev->watch_id);
+    if (!name && ks->templated) {
         if (topic_expand(ks->topic, ev, ks->cluster, topic, sizeof(topic)) <
             0) {
             /* Nothing to retry: the event's own fields make it invalid. */
@@ -836,6 +942,8 @@ static int kafka_submit(void *sink, const struct kwb_sink_event *ev,
             return 0;
         }
         name = topic;
+    } else if (!name) {
+        name = ks->topic;
     }
     err = rd_kafka_producev(
         ks->rk, RD_KAFKA_V_TOPIC(name), RD_KAFKA_V_MSGFLAGS(0),

@@ -103,10 +103,11 @@ class KafkaMock:
 class SinkDriver:
     """The Kafka sink driven through its ops, as the pipeline would."""
 
-    def __init__(self, tmpdir, sink_conf, uids=10, cluster="test-cluster"):
+    def __init__(self, tmpdir, sink_conf, uids=10, cluster="test-cluster",
+                 extra=""):
         self.conf_path = os.path.join(tmpdir, "sink-%d.conf" % id(self))
         with open(self.conf_path, "w") as f:
-            f.write("sink = {\n%s\n};\n" % sink_conf)
+            f.write("sink = {\n%s\n};\n%s\n" % (sink_conf, extra))
         self.stderr_path = self.conf_path + ".stderr"
         self.stderr = open(self.stderr_path, "w")
         self.proc = subprocess.Popen(

@@ -187,6 +187,30 @@ class WebhookAgent(TestCase):
         self.assertEqual(sorted(e["name"] for e in events),
                          ["after", "lg-0", "lg-1", "lg-2"])
 
+    def test_cloudevents_from_the_agent(self):
+        agent = self.start(format="cloudevents")
+        self.api.create("pods", pod("ce-a"))
+        self.api.create("pods", pod("ce-b"))
+        self.api.patch("pods", "ce-a", {"metadata": {"labels": {"v": "2"}}})
+        wait_for(lambda: len(self.received()) >= 3, 20,
+                 what="3 CloudEvents")
+        self.assertEqual(agent.stop(), 0)
+        ces = [ce for r in self.rx.requests() if r["status"] == 200
+               for ce in json.loads(r["body"])]
+        self.assertEqual(len(ces), 3)
+        for ce in ces:
+            ev = ce["data"]
+            self.assertEnvelope(ev)
+            self.assertEqual(ce["specversion"], "1.0")
+            self.assertEqual(ce["id"], "%s:%s:%s" % key(ev))
+            self.assertEqual(ce["source"], "test-cluster/v1/pods")
+            self.assertEqual(ce["type"], "io.k8s.watch." + ev["type"].lower())
+            self.assertEqual(ce["subject"], "default/" + ev["name"])
+            self.assertEqual(ce["time"], ev["observedAt"])
+        self.assertEqual([ce["type"] for ce in ces],
+                         ["io.k8s.watch.added", "io.k8s.watch.added",
+                          "io.k8s.watch.modified"])
+
 
 if __name__ == "__main__":
     main()
