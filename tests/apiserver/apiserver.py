@@ -958,6 +958,20 @@ class Watcher:
         self.key = key
         self.actions = []      # pending control actions (lock held)
         self.armed = None      # mid_event/mid_chunk drop waiting for a write
+        self.sock = None
+        self.gone = False      # client closed; already uncounted
+
+
+def _peer_closed(sock):
+    """True when the client closed (or reset) its end of sock; a watch
+    client sends nothing after its request, so readable means closed."""
+    try:
+        p = select.poll()
+        p.register(sock.fileno(), select.POLLIN | select.POLLERR |
+                   select.POLLHUP | getattr(select, "POLLRDHUP", 0))
+        return bool(p.poll(0))
+    except (OSError, ValueError):
+        return True
 
 
 class State:
@@ -1969,6 +1983,16 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 pos = want
             if expired_ev is None:
+                # A client that closed its previous watch just before this
+                # one is not watching twice, even if that watch's loop has
+                # not polled its socket yet: uncount it now.
+                for ow in st.watchers.values():
+                    if ow.key == res.key and not ow.gone and \
+                            ow.sock is not None and _peer_closed(ow.sock):
+                        ow.gone = True
+                        st.watch_cur[res.key] = \
+                            st.watch_cur.get(res.key, 1) - 1
+                w.sock = self.connection
                 st.watchers[w.id] = w
                 cur = st.watch_cur.get(res.key, 0) + 1
                 st.watch_cur[res.key] = cur
@@ -1992,7 +2016,8 @@ class Handler(BaseHTTPRequestHandler):
         finally:
             with store.cond:
                 st.watchers.pop(w.id, None)
-                st.watch_cur[res.key] = st.watch_cur.get(res.key, 1) - 1
+                if not w.gone:
+                    st.watch_cur[res.key] = st.watch_cur.get(res.key, 1) - 1
 
     def bookmark(self, res, rv, initial_end=False):
         md = {"resourceVersion": str(rv)}
