@@ -188,14 +188,16 @@ class Agent:
         with open(self.conf_path, "w") as f:
             f.write("\n".join(lines) + "\n")
 
-    def start(self, env=None):
+    def start(self, env=None, wrapper=None):
+        """wrapper: argv prefix, e.g. ["valgrind", ...]."""
         self.runs += 1
         logf = open(self.log_path, "ab")
         logf.write(("--- run %d ---\n" % self.runs).encode())
         logf.flush()
         e = dict(os.environ)
         e.update(env or {})
-        self.proc = subprocess.Popen([BINARY, "--config", self.conf_path],
+        self.proc = subprocess.Popen(list(wrapper or []) +
+                                     [BINARY, "--config", self.conf_path],
                                      stdin=subprocess.DEVNULL, stdout=logf,
                                      stderr=logf, env=e)
         logf.close()
