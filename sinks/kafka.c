@@ -7,6 +7,14 @@
  * {resource}, {namespace}, {kind} and {cluster}; a watch's own `topic` key
  * overrides it for that watch's events.
  *
+ * Producer defaults, each overridable in `properties`: enable.idempotence
+ * = true, acks = all, message.timeout.ms = 0 (retry transient errors
+ * forever), linger.ms = 5, queue.buffering.max.messages = 32768,
+ * client.id = kube-watch-bridge, socket.keepalive.enable = true. Not
+ * allowed there: bootstrap.servers (the `brokers` key),
+ * delivery.report.only.error, transactional.id. A property name without a
+ * '.' has its '_' read as '.' (linger_ms), for plain libconfig names.
+ *
  * Delivery: librdkafka retries transient errors itself; by default it does
  * so forever (message.timeout.ms = 0), so an event is acknowledged only
  * with its delivery report. Permanent errors (message too large, topic not
@@ -930,7 +938,8 @@ static int kafka_submit(void *sink, const struct kwb_sink_event *ev,
         return -ENOTCONN;
     }
     if (reserve(ks, ks->inflight + 1)) {
-        return -ENOMEM;
+        /* Out of memory is no reason to dead-letter: retry later. */
+        return -EAGAIN;
     }
     name = route_topic(ks, ev->watch_id);
     if (!name && ks->templated) {
