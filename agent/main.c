@@ -1,8 +1,10 @@
 /*
  * main.c - flags, --check, signals, start/stop order.
  *
- * Start: config -> cluster access -> checkpoints -> pipeline (sinks) ->
- * HTTP endpoint -> [leader election] -> watch workers.
+ * Start: config -> cluster access -> HTTP endpoint -> [leader election]
+ * -> checkpoints -> pipeline (sinks) -> watch workers. A standby reads
+ * checkpoints only once it leads: with a shared backend (ConfigMaps) the
+ * state it takes over is the last leader's, not what it saw at start.
  * Stop (SIGTERM/SIGINT): workers stop and hand over what they parsed ->
  * the pipeline drains and waits for acks until the shutdown deadline ->
  * final checkpoints -> exit 0. A second signal exits at once; checkpoints
@@ -230,6 +232,42 @@ int main(int argc, char **argv)
         goto out;
     }
 
+    if (cfg.metrics_address) {
+        http = kwb_http_start(cfg.metrics_address, metrics, errbuf,
+                              sizeof(errbuf));
+        if (!http) {
+            KWB_ERROR("main", "metrics_address: %s", errbuf);
+            goto out;
+        }
+        KWB_INFO("main", "metrics, /healthz and /readyz on %s (port %d)",
+                 cfg.metrics_address, kwb_http_port(http));
+    }
+    if (cfg.leader_election) {
+        /* Only the leader forwards; a standby waits here with neither
+         * sinks nor watches, beating the heartbeat for /healthz itself. */
+        if (kwb_leader_start(&cfg, auth, &leader, errbuf, sizeof(errbuf)) <
+            0) {
+            KWB_ERROR("main", "leader election: %s", errbuf);
+            goto out;
+        }
+        KWB_INFO("main", "waiting for leadership as %s",
+                 kwb_leader_identity(leader));
+        for (;;) {
+            struct timespec zero = {0, 0};
+            atomic_store(&metrics->heartbeat_ms, kwb_now_ms());
+            int lr = kwb_leader_wait(leader, 200);
+            if (lr == 1) {
+                break;
+            }
+            int sig = sigtimedwait(&sigs, NULL, &zero);
+            if (lr < 0 || sig == SIGTERM || sig == SIGINT) {
+                KWB_INFO("main", "stopped before becoming leader");
+                rc = 0;
+                goto stop;
+            }
+        }
+        KWB_INFO("main", "leading: reading checkpoints, starting watches");
+    }
     /* Checkpoints: the committed store goes to the pipeline, a copy to
      * the worker as its live store. */
     for (size_t i = 0; i < cfg.n_watches; i++) {
@@ -270,41 +308,6 @@ int main(int argc, char **argv)
     }
     if (kwb_pipeline_start(pipeline) < 0) {
         goto out;
-    }
-    if (cfg.metrics_address) {
-        http = kwb_http_start(cfg.metrics_address, metrics, errbuf,
-                              sizeof(errbuf));
-        if (!http) {
-            KWB_ERROR("main", "metrics_address: %s", errbuf);
-            goto out;
-        }
-        KWB_INFO("main", "metrics, /healthz and /readyz on %s (port %d)",
-                 cfg.metrics_address, kwb_http_port(http));
-    }
-    if (cfg.leader_election) {
-        /* Only the leader forwards; a standby waits here with its sinks
-         * initialised but no watch running. */
-        if (kwb_leader_start(&cfg, auth, &leader, errbuf, sizeof(errbuf)) <
-            0) {
-            KWB_ERROR("main", "leader election: %s", errbuf);
-            goto out;
-        }
-        KWB_INFO("main", "waiting for leadership as %s",
-                 kwb_leader_identity(leader));
-        for (;;) {
-            struct timespec zero = {0, 0};
-            int lr = kwb_leader_wait(leader, 200);
-            if (lr == 1) {
-                break;
-            }
-            int sig = sigtimedwait(&sigs, NULL, &zero);
-            if (lr < 0 || sig == SIGTERM || sig == SIGINT) {
-                KWB_INFO("main", "stopped before becoming leader");
-                rc = 0;
-                goto stop;
-            }
-        }
-        KWB_INFO("main", "leading: starting watches");
     }
     atomic_store(&metrics->leader, 1);
 
@@ -356,7 +359,7 @@ stop : {
     for (size_t i = 0; i < cfg.n_watches; i++) {
         kwb_watch_join(watches[i]);
     }
-    {
+    if (pipeline) {
         int prc = kwb_pipeline_stop(pipeline, kwb_now_ms() +
                                                   cfg.shutdown_timeout_ms);
         if (prc == -ETIMEDOUT) {
