@@ -168,6 +168,7 @@ struct pwatch {
     struct kwb_batch *head, *tail;
     struct kwb_store *committed;
     char *resume_rv;
+    const char *next_rv; /* newer resume RV inside the head batch */
     int dirty;
     int64_t unckpt_events;
 };
@@ -221,6 +222,14 @@ static void sink_log(int level, const char *sink_name, const char *fmt, ...)
 static void on_ack(void *opaque, uint64_t token, enum kwb_ack_status status,
                    const char *reason);
 
+/* A sink retried n events internally (webhook 5xx, timeouts). */
+static void on_retried(void *opaque, uint64_t n)
+{
+    struct psink *s = opaque;
+
+    atomic_fetch_add_explicit(&s->stats->retries, n, memory_order_relaxed);
+}
+
 struct kwb_pipeline *kwb_pipeline_new(const struct kwb_config *cfg,
                                       struct kwb_metrics *metrics,
                                       struct kwb_pipeline_watch_init *winit,
@@ -257,6 +266,7 @@ struct kwb_pipeline *kwb_pipeline_new(const struct kwb_config *cfg,
             .cluster = cfg->cluster_name,
             .ack = on_ack,
             .ack_opaque = s,
+            .retried = on_retried,
             .log = sink_log,
             .conf_file = cfg->path,
         };
@@ -635,14 +645,8 @@ static int apply_item(struct pwatch *w, const struct kwb_item *it)
         w->dirty = 1;
     }
     if (it->resume_rv != KWB_NO_OFF) {
-        char *rv = strdup(b->str + it->resume_rv);
-        if (rv) {
-            free(w->resume_rv);
-            w->resume_rv = rv;
-            w->dirty = 1;
-        } else {
-            rc = -ENOMEM;
-        }
+        /* Copied out once per batch (commit_rv), not per event. */
+        w->next_rv = b->str + it->resume_rv;
     }
     if (it->item_kind == KWB_ITEM_EVENT) {
         w->unckpt_events--;
@@ -679,6 +683,25 @@ static void release_batch(struct kwb_pipeline *p, struct kwb_batch *b)
     pthread_mutex_unlock(&p->lock);
 }
 
+/* Take the resume RV found in the head batch before it can go away. */
+static int commit_rv(struct pwatch *w)
+{
+    char *rv;
+
+    if (!w->next_rv) {
+        return 0;
+    }
+    rv = strdup(w->next_rv);
+    if (!rv) {
+        return -ENOMEM;
+    }
+    free(w->resume_rv);
+    w->resume_rv = rv;
+    w->next_rv = NULL;
+    w->dirty = 1;
+    return 0;
+}
+
 /* Move the watch's low-water mark over every fully acked item. */
 static void advance_watch(struct kwb_pipeline *p, size_t wi)
 {
@@ -693,6 +716,11 @@ static void advance_watch(struct kwb_pipeline *p, size_t wi)
                 return;
             }
             b->applied++;
+        }
+        if (commit_rv(w) < 0) {
+            KWB_ERROR("pipeline", "out of memory moving the checkpoint; "
+                                  "will retry");
+            return;
         }
         if (b->applied < b->n_items) {
             break;
@@ -754,6 +782,7 @@ static int inflight_empty(const struct kwb_pipeline *p)
 static void *pipeline_main(void *arg)
 {
     struct kwb_pipeline *p = arg;
+    int flushed = 0;
 
     for (;;) {
         int stopping, work = 0, acks = 0;
@@ -784,6 +813,15 @@ static void *pipeline_main(void *arg)
             pthread_mutex_lock(&p->lock);
             queued = p->q_head != NULL;
             pthread_mutex_unlock(&p->lock);
+            if (!queued && !flushed) {
+                /* Everything is submitted: make the sinks send what they
+                 * hold back (linger) and wait for its acks. */
+                flushed = 1;
+                for (size_t s = 0; s < p->n_sinks; s++) {
+                    p->sinks[s].ops->flush(p->sinks[s].state, p->deadline_ms);
+                }
+                continue;
+            }
             if ((!queued && inflight_empty(p)) ||
                 kwb_now_ms() >= p->deadline_ms) {
                 break;

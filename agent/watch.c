@@ -64,6 +64,7 @@ struct kwb_watch {
     struct kwb_framer framer;
     struct kwb_batch *batch;
     char *rv; /* last RV seen: event, bookmark or list */
+    size_t rv_cap;
     int first_start;
     int need_list;
     int list_skip;     /* this sync records state only (initial = skip) */
@@ -100,15 +101,22 @@ static void wlog(const struct kwb_watch *w, int level, const char *fmt, ...)
     va_end(ap);
 }
 
+/* Called for every event: reuses its buffer instead of allocating. */
 static int set_rv(struct kwb_watch *w, const char *rv)
 {
-    char *n = strdup(rv);
+    size_t len = strlen(rv);
 
-    if (!n) {
-        return -ENOMEM;
+    if (len + 1 > w->rv_cap) {
+        size_t cap = len + 1 < 64 ? 64 : len + 1;
+        char *n = malloc(cap);
+        if (!n) {
+            return -ENOMEM;
+        }
+        free(w->rv);
+        w->rv = n;
+        w->rv_cap = cap;
     }
-    free(w->rv);
-    w->rv = n;
+    memcpy(w->rv, rv, len + 1);
     return 0;
 }
 

@@ -159,14 +159,21 @@ class Agent:
                 timeout=5) as r:
             return r.status, r.read().decode()
 
-    def wait_ready(self, timeout=120):
+    def wait_ready(self, timeout=120, synced_log=False):
+        """/readyz 200; or, with synced_log, the watch's "listed" log line
+        (the Kafka sink reports ready only once it has produced)."""
         deadline = time.monotonic() + timeout
+        logp = os.path.join(self.tmp, "agent.log")
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError("agent exited: see %s/agent.log" %
                                    self.tmp)
             try:
-                if self.get("/readyz")[0] == 200:
+                if synced_log:
+                    with open(logp, "rb") as f:
+                        if b'"msg":"listed ' in f.read():
+                            return
+                elif self.get("/readyz")[0] == 200:
                     return
             except OSError:
                 pass
@@ -277,7 +284,7 @@ def agent_run(a, kind, n, sinks=None, sink="file", preload=None, env=None,
     try:
         ag = Agent(a.build, d, sd.url, kind, sinks=sinks, env=env,
                    preload=preload)
-        ag.wait_ready()
+        ag.wait_ready(synced_log=(sink != "file"))
         time.sleep(0.3)  # the watch request is in, held by the gate
         perf = None
         if profile:
@@ -328,7 +335,7 @@ def bench_agent(a, res):
 
 
 def kafka_available(a):
-    mock = os.path.join(a.build, "tests", "helpers", "kafka_mock")
+    mock = os.path.join(a.build, "tests", "kafka_mock")
     if not os.path.exists(mock):
         return None, "tests/helpers/kafka_mock not built"
     if not os.path.exists(os.path.join(SRC, "sinks", "kafka.c")):
@@ -385,14 +392,21 @@ def bench_latency(a, res):
     path = os.path.join(d, "events.jsonl")
     ino = os.stat(path).st_ino
     acks = []
+    other = []  # checkpoint fsyncs: (end ns, duration ns)
+    dur = []
     with open(d_acks, "rb") as f:
         data = f.read()
-    for off in range(0, len(data) - 23, 24):
-        ns, i, size = struct.unpack_from("<QQQ", data, off)
+    for off in range(0, len(data) - 31, 32):
+        ns, i, size, du = struct.unpack_from("<QQQQ", data, off)
         if i == ino:
             acks.append((size, ns))
+            dur.append(du / 1e6)
+        else:
+            other.append((ns, du / 1e6))
     acks.sort()
+    dur.sort()
     lat = []
+    series = []
     j = 0
     pos = 0
     with open(path, "rb") as f:
@@ -407,16 +421,30 @@ def bench_latency(a, res):
             if j == len(acks):
                 break
             lat.append((acks[j][1] - sent) / 1e6)
+            series.append((sent, lat[-1]))
+    with open(os.path.join(a.tmp, "latency-series.txt"), "w") as f:
+        for sent, ms in series:
+            f.write("%d %.3f\n" % (sent, ms))
+    with open(os.path.join(a.tmp, "latency-other-fsyncs.txt"), "w") as f:
+        for ns, ms in other:
+            f.write("%d %.3f\n" % (ns, ms))
     lat.sort()
     out = {"rate": rate, "events": n, "measured": len(lat),
            "fdatasyncs": len(acks),
            "p50_ms": pct(lat, 50), "p99_ms": pct(lat, 99),
            "p999_ms": pct(lat, 99.9), "max_ms": lat[-1] if lat else 0,
-           "cpu_s_per_100k": r["cpu_s_per_100k"]}
+           "cpu_s_per_100k": r["cpu_s_per_100k"],
+           "fdatasync_p50_ms": pct(dur, 50), "fdatasync_p99_ms": pct(dur, 99),
+           "fdatasync_max_ms": dur[-1] if dur else 0,
+           "other_fsyncs": len(other),
+           "other_fsync_max_ms": max((o[1] for o in other), default=0)}
     shutil.rmtree(d, ignore_errors=True)
     log("latency at %d/s: p50 %.2f ms, p99 %.2f ms, max %.2f ms "
-        "(%d events, %d fdatasyncs)" % (rate, out["p50_ms"], out["p99_ms"],
-                                        out["max_ms"], len(lat), len(acks)))
+        "(%d events, %d fdatasyncs: p50 %.2f ms, p99 %.2f ms, max %.2f ms; "
+        "%d other fsyncs, max %.2f ms)" %
+        (rate, out["p50_ms"], out["p99_ms"], out["max_ms"], len(lat),
+         len(acks), out["fdatasync_p50_ms"], out["fdatasync_p99_ms"],
+         out["fdatasync_max_ms"], len(other), out["other_fsync_max_ms"]))
     res["latency"] = out
 
 
@@ -461,7 +489,7 @@ def bench_relist(a, res):
         t0 = time.monotonic()
         sd.signal(signal.SIGUSR2)
         # 1 % modified + 1 % new + 1 % deleted
-        t1 = ag.wait_acked(3 * (n // 100), interval=0.005)
+        t1 = ag.wait_acked(3 * (n // 100), interval=0.005, timeout=120)
         c1 = cpu_of(ag.pid)
         out = {"objects": n, "changes": 3 * (n // 100),
                "seconds": t1 - t0, "cpu_s": c1[0] - c0[0],

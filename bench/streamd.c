@@ -356,12 +356,11 @@ static int serve_list(int fd, uint64_t limit, uint64_t cont)
         uint64_t k, rv;
         const struct kwb_bgen_tmpl *t;
 
-        if (!list_obj(j, g, &k, &rv)) {
-            continue;
-        }
         if (j >= opt.list) {
             k = j; /* new objects continue the numbering */
             rv = KWB_BGEN_RV_BASE + 60000000000ull + j;
+        } else if (!list_obj(j, g, &k, &rv)) {
+            continue;
         }
         t = kwb_bgen_var(&gen, k);
         if (n++) {

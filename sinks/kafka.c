@@ -7,6 +7,15 @@
  * {resource}, {namespace}, {kind} and {cluster}; a watch's own `topic` key
  * overrides it for that watch's events.
  *
+ * Producer defaults, each overridable in `properties`: enable.idempotence
+ * = true, acks = all, message.timeout.ms = 0 (retry transient errors
+ * forever), linger.ms = 5, queue.buffering.max.messages = 32768,
+ * client.id = kube-watch-bridge, socket.keepalive.enable = true. Not
+ * allowed there: bootstrap.servers (the `brokers` key),
+ * delivery.report.only.error, transactional.id. An unknown property name
+ * without a '.' has its '_' read as '.' (linger_ms), for plain libconfig
+ * names.
+ *
  * Delivery: librdkafka retries transient errors itself; by default it does
  * so forever (message.timeout.ms = 0), so an event is acknowledged only
  * with its delivery report. Permanent errors (message too large, topic not
@@ -92,6 +101,7 @@ struct kafka_sink {
     int all_down; /* since the last "all brokers down" error */
     int64_t down_since_ms;
     int fatal; /* fatal producer error: purge, then a new producer */
+    int64_t retry_create_ms; /* when a failed replacement is tried again */
     struct kafka_errlog errlog[KAFKA_ERRLOG_SLOTS];
 };
 
@@ -506,9 +516,18 @@ static int conf_set(rd_kafka_conf_t *conf, const char *raw, const char *prop,
     return -1;
 }
 
+/* librdkafka knows the name (a few have '_': log_level, enabled_events). */
+static int prop_known(const rd_kafka_conf_t *conf, const char *prop)
+{
+    size_t size = 0;
+
+    return rd_kafka_conf_get(conf, prop, NULL, &size) != RD_KAFKA_CONF_UNKNOWN;
+}
+
 /*
- * Apply the `properties` group. A libconfig name cannot contain '.', so a
- * name without one has its '_' read as '.' (linger_ms = "linger.ms").
+ * Apply the `properties` group. A plain libconfig name cannot contain '.',
+ * so an unknown name without one has its '_' read as '.' (linger_ms =
+ * "linger.ms"); quoted names ("linger.ms") arrive as they are.
  */
 static int apply_properties(rd_kafka_conf_t *conf,
                             const config_setting_t *props, char *errbuf,
@@ -533,7 +552,7 @@ static int apply_properties(rd_kafka_conf_t *conf,
             snprintf(errbuf, errsize, "properties: invalid property name");
             return -1;
         }
-        if (!strchr(prop, '.')) {
+        if (!strchr(prop, '.') && !prop_known(conf, prop)) {
             for (char *c = prop; *c; c++) {
                 if (*c == '_') {
                     *c = '.';
@@ -879,8 +898,13 @@ static void check_fatal(struct kafka_sink *ks)
     char errstr[512];
 
     if (!ks->rk) {
-        if (ks->fatal && producer_new(ks) == 0) {
-            ks->fatal = 0;
+        /* The replacement failed (logged): try again, once a second. */
+        if (ks->fatal && now_ms() >= ks->retry_create_ms) {
+            if (producer_new(ks) == 0) {
+                ks->fatal = 0;
+            } else {
+                ks->retry_create_ms = now_ms() + 1000;
+            }
         }
         return;
     }
@@ -900,6 +924,8 @@ static void check_fatal(struct kafka_sink *ks)
         ks->rk = NULL;
         if (producer_new(ks) == 0) {
             ks->fatal = 0;
+        } else {
+            ks->retry_create_ms = now_ms() + 1000;
         }
     }
 }
@@ -922,7 +948,8 @@ static int kafka_submit(void *sink, const struct kwb_sink_event *ev,
         return -ENOTCONN;
     }
     if (reserve(ks, ks->inflight + 1)) {
-        return -ENOMEM;
+        /* Out of memory is no reason to dead-letter: retry later. */
+        return -EAGAIN;
     }
     name = route_topic(ks, ev->watch_id);
     if (!name && ks->templated) {

@@ -5,9 +5,9 @@
  * (the file sink acknowledges exactly those events after that call).
  *
  * KWB_ACKSPY_OUT=FILE: one binary record per completed call on a regular
- * file, struct { uint64_t ns (CLOCK_REALTIME); uint64_t ino; uint64_t
- * size; }, appended with one write(2) (atomic for O_APPEND). Without the
- * variable the shim only forwards the calls.
+ * file, struct { uint64_t ns (CLOCK_REALTIME, at return); uint64_t ino;
+ * uint64_t size; uint64_t duration_ns; }, appended with one write(2)
+ * (atomic for O_APPEND). Without the variable the shim only forwards.
  */
 #include <dlfcn.h>
 #include <fcntl.h>
@@ -19,13 +19,20 @@
 
 static int out_fd = -2;
 
-static void record(int fd)
+static uint64_t now_ns(void)
 {
-    struct stat st;
     struct timespec ts;
-    uint64_t rec[3];
 
     clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void record(int fd, uint64_t start)
+{
+    struct stat st;
+    uint64_t rec[4];
+
+    rec[0] = now_ns();
     if (out_fd == -2) {
         const char *p = getenv("KWB_ACKSPY_OUT");
         out_fd =
@@ -34,9 +41,9 @@ static void record(int fd)
     if (out_fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
         return;
     }
-    rec[0] = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
     rec[1] = (uint64_t)st.st_ino;
     rec[2] = (uint64_t)st.st_size;
+    rec[3] = rec[0] - start;
     if (write(out_fd, rec, sizeof(rec)) < 0) {
         return;
     }
@@ -45,6 +52,7 @@ static void record(int fd)
 int fdatasync(int fd)
 {
     static int (*real)(int);
+    uint64_t start = now_ns();
     int rc;
 
     if (!real) {
@@ -52,7 +60,7 @@ int fdatasync(int fd)
     }
     rc = real(fd);
     if (rc == 0) {
-        record(fd);
+        record(fd, start);
     }
     return rc;
 }
@@ -60,6 +68,7 @@ int fdatasync(int fd)
 int fsync(int fd)
 {
     static int (*real)(int);
+    uint64_t start = now_ns();
     int rc;
 
     if (!real) {
@@ -67,7 +76,7 @@ int fsync(int fd)
     }
     rc = real(fd);
     if (rc == 0) {
-        record(fd);
+        record(fd, start);
     }
     return rc;
 }

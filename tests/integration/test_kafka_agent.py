@@ -10,6 +10,8 @@ librdkafka's mock cluster (kcat reads the topics back):
 - an event over message.max.bytes goes to the dead-letter file with
   librdkafka's error as the reason, is counted, and the agent goes on;
 - SIGKILL while events wait for Kafka, then a restart: nothing lost;
+- SIGTERM with every broker down: exit at the shutdown deadline, and the
+  next run delivers the rest exactly once;
 - a watch's own `topic` overrides the sink's topic (template);
 - --check validates the sink's librdkafka properties offline, with quoted
   names, and names a bad one with FILE:LINE.
@@ -244,6 +246,36 @@ class KafkaAgent(TestCase):
         for k in map(key, events):
             counts[k] = counts.get(k, 0) + 1
         self.assertEqual([counts[k] for k in sorted(first)], [1] * 5)
+
+    def test_sigterm_with_brokers_down_then_restart(self):
+        # A graceful stop cannot flush to a dead cluster: the agent exits
+        # at its shutdown deadline with the checkpoint before the
+        # undelivered events, and the next run delivers them, once.
+        sink = {"type": "kafka", "brokers": self.mock.bootstrap,
+                "topic": "k8s.{resource}"}
+        self.agent_ = agent = self.agent(
+            sinks=[sink], metrics=True,
+            pipeline={"shutdown_timeout_ms": 1500})
+        agent.start()
+        first = self.make_changes("first", 4)
+        self.wait_kafka(len(first))
+        self.mock.cmd("all-down")
+        pending = self.make_changes("pending", 6, patch=2)
+        wait_for(lambda: self.emitted(agent) >= len(first) + len(pending),
+                 20, what="the agent to emit every change")
+        agent.stop(timeout=20)
+        self.assertIn("shutdown deadline", agent.log())
+
+        self.mock.cmd("all-up")
+        agent.start()
+        expected = sorted(first + pending)
+        wait_for(lambda: sorted(map(key, self.kafka_events())) == expected,
+                 60, interval=0.5, what="every change once in Kafka")
+        self.assertEqual(agent.stop(), 0)
+        events = self.kafka_events()
+        self.assertEqual(sorted(map(key, events)), expected)
+        self.assertPerObjectOrder(events)
+        self.assertMatchesServer(events)
 
     def test_watch_topic(self):
         sink = {"type": "kafka", "brokers": self.mock.bootstrap,
