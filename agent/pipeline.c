@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "checkpoint.h"
+#include "cmstate.h"
 #include "event.h"
 #include "log.h"
 #include "sink.h"
@@ -196,6 +197,7 @@ struct kwb_pipeline {
     size_t n_watches;
     int64_t last_ckpt_ms;
     int unacked_at_stop;
+    struct kwb_cmstate *cms; /* NULL: file backend */
 };
 
 static const char *item_str(const struct kwb_batch *b, uint32_t off)
@@ -792,9 +794,13 @@ static void write_checkpoints(struct kwb_pipeline *p, int force)
         if (!w->dirty || !w->resume_rv) {
             continue;
         }
-        if (kwb_checkpoint_write(p->cfg->state_dir, p->cfg->watches[i].id,
-                                 w->resume_rv, w->committed, err,
-                                 sizeof(err)) < 0) {
+        const char *id = p->cfg->watches[i].id;
+        int rc = p->cms ? kwb_cmstate_write(p->cms, id, w->resume_rv,
+                                            w->committed, err, sizeof(err))
+                        : kwb_checkpoint_write(p->cfg->state_dir, id,
+                                               w->resume_rv, w->committed,
+                                               err, sizeof(err));
+        if (rc < 0) {
             const char *kv[] = {"watch", p->cfg->watches[i].id, NULL};
             kwb_log_kv(KWB_LOG_ERROR, "checkpoint", kv,
                        "cannot write checkpoint: %s", err);
@@ -893,6 +899,11 @@ static void *pipeline_main(void *arg)
     write_checkpoints(p, 1);
     p->unacked_at_stop = !inflight_empty(p);
     return NULL;
+}
+
+void kwb_pipeline_set_cmstate(struct kwb_pipeline *p, struct kwb_cmstate *cs)
+{
+    p->cms = cs;
 }
 
 int kwb_pipeline_start(struct kwb_pipeline *p)

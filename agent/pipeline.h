@@ -94,6 +94,12 @@ struct kwb_pipeline *kwb_pipeline_new(const struct kwb_config *cfg,
                                       struct kwb_metrics *metrics,
                                       struct kwb_pipeline_watch_init *winit,
                                       char *errbuf, size_t errsize);
+struct kwb_cmstate;
+/* state.backend "configmap": checkpoints go to ConfigMaps through cs
+ * instead of files under state.dir. Before kwb_pipeline_start; cs is
+ * borrowed and used only by the pipeline thread until kwb_pipeline_stop. */
+void kwb_pipeline_set_cmstate(struct kwb_pipeline *p, struct kwb_cmstate *cs);
+
 /* Start the sinks' I/O and the pipeline thread. 0 or negative errno. */
 int kwb_pipeline_start(struct kwb_pipeline *p);
 
