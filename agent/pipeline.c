@@ -177,11 +177,13 @@ struct kwb_pipeline {
     const struct kwb_config *cfg;
     struct kwb_metrics *metrics;
 
-    pthread_mutex_t lock; /* guards q_head/q_tail, held, stopping */
+    pthread_mutex_t lock; /* guards q_head/q_tail, held, stopping, pool */
     pthread_cond_t wake;  /* pipeline thread: work arrived */
     pthread_cond_t space; /* workers: room below queue_events */
     struct kwb_batch *q_head, *q_tail;
     size_t held; /* items queued or in flight */
+    struct kwb_batch *pool; /* finished batches kept for reuse */
+    size_t pool_len;
     int stopping;
     int64_t deadline_ms;
     int thread_started;
@@ -654,9 +656,34 @@ static int apply_item(struct pwatch *w, const struct kwb_item *it)
     return rc;
 }
 
+/* Recycled batches: about two per watch keep every worker supplied. */
+#define POOL_MAX(p) (2 * (p)->n_watches + 2)
+/* A batch that grew past this is freed, not kept. */
+#define POOL_BATCH_BYTES (8u << 20)
+
+struct kwb_batch *kwb_pipeline_batch(struct kwb_pipeline *p, size_t watch)
+{
+    struct kwb_batch *b;
+
+    pthread_mutex_lock(&p->lock);
+    b = p->pool;
+    if (b) {
+        p->pool = b->next;
+        p->pool_len--;
+    }
+    pthread_mutex_unlock(&p->lock);
+    if (!b) {
+        return kwb_batch_new(watch);
+    }
+    kwb_batch_reset(b);
+    b->watch = watch;
+    return b;
+}
+
 static void release_batch(struct kwb_pipeline *p, struct kwb_batch *b)
 {
     size_t n = b->n_items;
+    int keep;
 
     for (size_t s = 0; s < p->n_sinks; s++) {
         if (p->sinks[s].cur == b) {
@@ -674,13 +701,22 @@ static void release_batch(struct kwb_pipeline *p, struct kwb_batch *b)
     } else {
         p->if_tail = b->prev;
     }
-    kwb_batch_free(b);
     pthread_mutex_lock(&p->lock);
+    keep = p->pool_len < POOL_MAX(p) &&
+           b->json_cap + b->str_cap <= POOL_BATCH_BYTES;
+    if (keep) {
+        b->next = p->pool;
+        p->pool = b;
+        p->pool_len++;
+    }
     p->held -= n;
     atomic_store_explicit(&p->metrics->queue_events, (int64_t)p->held,
                           memory_order_relaxed);
     pthread_cond_broadcast(&p->space);
     pthread_mutex_unlock(&p->lock);
+    if (!keep) {
+        kwb_batch_free(b);
+    }
 }
 
 /* Take the resume RV found in the head batch before it can go away. */
@@ -934,6 +970,10 @@ void kwb_pipeline_free(struct kwb_pipeline *p)
         kwb_batch_free(b);
     }
     for (b = p->q_head; b; b = next) {
+        next = b->next;
+        kwb_batch_free(b);
+    }
+    for (b = p->pool; b; b = next) {
         next = b->next;
         kwb_batch_free(b);
     }

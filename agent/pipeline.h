@@ -113,6 +113,13 @@ int kwb_pipeline_push(struct kwb_pipeline *p, struct kwb_batch *b,
                       const volatile int *stop);
 
 /*
+ * An empty batch for watch `watch`, recycled from one the pipeline is done
+ * with when possible (its buffers keep their memory: no page faults and
+ * no mmap churn per batch). Any thread; NULL on -ENOMEM.
+ */
+struct kwb_batch *kwb_pipeline_batch(struct kwb_pipeline *p, size_t watch);
+
+/*
  * Stop: no more pushes are expected; drain what is queued, wait for the
  * sinks until deadline_ms (CLOCK_MONOTONIC ms), write the final
  * checkpoints, join the thread, close the sinks. Returns 0 when everything
