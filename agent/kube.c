@@ -230,6 +230,9 @@ static int setup(struct kwb_kube *k, const char *url, struct xfer *x,
     curl_easy_setopt(h, CURLOPT_TCP_KEEPIDLE, 30L);
     curl_easy_setopt(h, CURLOPT_TCP_KEEPINTVL, 10L);
     curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");
+    /* Large reads: a watch stream of pods is hundreds of MB/s; 16 KiB
+     * reads would cost a recv and a poll per few events. */
+    curl_easy_setopt(h, CURLOPT_BUFFERSIZE, 512L * 1024);
     curl_easy_setopt(h, CURLOPT_USERAGENT, "kube-watch-bridge/" KWB_VERSION);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
     /* Stalls are detected in run(), not with CURLOPT_LOW_SPEED_*: time

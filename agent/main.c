@@ -25,6 +25,7 @@
 #include <openssl/crypto.h>
 
 #include "checkpoint.h"
+#include "cmstate.h"
 #include "config.h"
 #include "http.h"
 #include "kubeconfig.h"
@@ -107,6 +108,7 @@ int main(int argc, char **argv)
     struct kwb_pipeline *pipeline = NULL;
     struct kwb_http *http = NULL;
     struct kwb_leader *leader = NULL;
+    struct kwb_cmstate *cms = NULL;
     struct kwb_watch **watches = NULL;
     struct kwb_pipeline_watch_init *winit = NULL;
     struct kwb_store **live = NULL;
@@ -173,13 +175,6 @@ int main(int argc, char **argv)
         goto out;
     }
     kwb_log_set_level(cfg.log_level);
-    if (cfg.state_backend && strcmp(cfg.state_backend, "file") != 0) {
-        fprintf(stderr,
-                "%s: state.backend \"%s\" is not available in this "
-                "version; use \"file\" with a persistent volume\n",
-                config_path, cfg.state_backend);
-        goto out;
-    }
 
     /* Signals are handled by sigwait on this thread only: block them
      * before any thread starts so every thread inherits the mask. */
@@ -201,6 +196,14 @@ int main(int argc, char **argv)
     KWB_INFO("main", "kube-watch-bridge %s: cluster %s via %s (%s)",
              KWB_VERSION, cfg.cluster_name, kwb_kube_auth_server(auth),
              kwb_kube_auth_source(auth));
+    if (cfg.state_backend && strcmp(cfg.state_backend, "configmap") == 0) {
+        if (kwb_cmstate_new(&cfg, auth, &cms, errbuf, sizeof(errbuf)) < 0) {
+            KWB_ERROR("main", "%s", errbuf);
+            goto out;
+        }
+        KWB_INFO("main", "checkpoints in ConfigMaps in namespace %s",
+                 cfg.state_configmap_namespace);
+    }
     if (cfg.redaction_hash_key_file &&
         read_key(cfg.redaction_hash_key_file, hash_key, &hash_key_len,
                  errbuf, sizeof(errbuf)) < 0) {
@@ -274,15 +277,34 @@ int main(int argc, char **argv)
         struct kwb_store *st_ = NULL;
         char *rv = NULL;
         const char *kv[] = {"watch", cfg.watches[i].id, NULL};
-        int crc = kwb_checkpoint_read(cfg.state_dir, cfg.watches[i].id, &rv,
-                                      &st_, errbuf, sizeof(errbuf));
-        if (crc == 0) {
+        int omitted = 0;
+        int crc = cms ? kwb_cmstate_read(cms, cfg.watches[i].id, &rv, &st_,
+                                         &omitted, errbuf, sizeof(errbuf))
+                      : kwb_checkpoint_read(cfg.state_dir, cfg.watches[i].id,
+                                            &rv, &st_, errbuf,
+                                            sizeof(errbuf));
+        if (crc == 0 && omitted) {
+            /* An expired RV then means a relist against an empty set:
+             * every object again, deletions of the downtime missed. */
+            kwb_log_kv(KWB_LOG_WARN, "main", kv,
+                       "resuming from checkpoint at resourceVersion %s "
+                       "without its known-object set (too large for a "
+                       "ConfigMap)",
+                       rv);
+        } else if (crc == 0) {
             kwb_log_kv(KWB_LOG_INFO, "main", kv,
                        "resuming from checkpoint at resourceVersion %s with "
                        "%zu known objects",
                        rv, kwb_store_count(st_));
         } else if (crc == -ENOENT) {
             first[i] = 1;
+        } else if (cms && crc != -EBADMSG) {
+            /* The API server did not answer: relisting and then
+             * overwriting a good checkpoint would forget its objects
+             * (their deletions would be missed). Exit; the pod restarts. */
+            kwb_log_kv(KWB_LOG_ERROR, "main", kv,
+                       "cannot read checkpoint: %s", errbuf);
+            goto out;
         } else {
             /* Corrupt or unreadable: relist everything against an empty
              * set. Objects are emitted again rather than lost. */
@@ -305,6 +327,9 @@ int main(int argc, char **argv)
     if (!pipeline) {
         KWB_ERROR("main", "%s", errbuf);
         goto out;
+    }
+    if (cms) {
+        kwb_pipeline_set_cmstate(pipeline, cms);
     }
     if (kwb_pipeline_start(pipeline) < 0) {
         goto out;
@@ -381,6 +406,7 @@ out:
     kwb_pipeline_stop(pipeline, kwb_now_ms());
     kwb_http_stop(http);
     kwb_pipeline_free(pipeline);
+    kwb_cmstate_free(cms);
     if (winit) {
         for (size_t i = 0; i < cfg.n_watches; i++) {
             kwb_store_free(winit[i].committed);

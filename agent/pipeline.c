@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "checkpoint.h"
+#include "cmstate.h"
 #include "event.h"
 #include "log.h"
 #include "sink.h"
@@ -176,11 +177,13 @@ struct kwb_pipeline {
     const struct kwb_config *cfg;
     struct kwb_metrics *metrics;
 
-    pthread_mutex_t lock; /* guards q_head/q_tail, held, stopping */
+    pthread_mutex_t lock; /* guards q_head/q_tail, held, stopping, pool */
     pthread_cond_t wake;  /* pipeline thread: work arrived */
     pthread_cond_t space; /* workers: room below queue_events */
     struct kwb_batch *q_head, *q_tail;
     size_t held; /* items queued or in flight */
+    struct kwb_batch *pool; /* finished batches kept for reuse */
+    size_t pool_len;
     int stopping;
     int64_t deadline_ms;
     int thread_started;
@@ -194,6 +197,7 @@ struct kwb_pipeline {
     size_t n_watches;
     int64_t last_ckpt_ms;
     int unacked_at_stop;
+    struct kwb_cmstate *cms; /* NULL: file backend */
 };
 
 static const char *item_str(const struct kwb_batch *b, uint32_t off)
@@ -249,12 +253,12 @@ struct kwb_pipeline *kwb_pipeline_new(const struct kwb_config *cfg,
     p->n_watches = cfg->n_watches;
     p->sinks = calloc(p->n_sinks ? p->n_sinks : 1, sizeof(*p->sinks));
     p->watches = calloc(p->n_watches ? p->n_watches : 1, sizeof(*p->watches));
+    for (i = 0; p->sinks && i < p->n_sinks; i++) {
+        p->sinks[i].dl_fd = -1;
+    }
     if (!p->sinks || !p->watches) {
         snprintf(errbuf, errsize, "out of memory");
         goto fail;
-    }
-    for (i = 0; i < p->n_sinks; i++) {
-        p->sinks[i].dl_fd = -1;
     }
     for (i = 0; i < p->n_sinks; i++) {
         const struct kwb_sink_conf *sc = &cfg->sinks[i];
@@ -309,20 +313,9 @@ struct kwb_pipeline *kwb_pipeline_new(const struct kwb_config *cfg,
     }
     return p;
 fail:
-    for (i = 0; p->sinks && i < p->n_sinks; i++) {
-        if (p->sinks[i].ops && p->sinks[i].state) {
-            p->sinks[i].ops->close(p->sinks[i].state);
-        }
-        if (p->sinks[i].dl_fd >= 0) {
-            close(p->sinks[i].dl_fd);
-        }
-    }
-    free(p->sinks);
-    free(p->watches);
-    pthread_mutex_destroy(&p->lock);
-    pthread_cond_destroy(&p->wake);
-    pthread_cond_destroy(&p->space);
-    free(p);
+    /* Nothing was taken from winit yet: freeing closes the sinks made so
+     * far and their dead-letter files. */
+    kwb_pipeline_free(p);
     return NULL;
 }
 
@@ -652,9 +645,34 @@ static int apply_item(struct pwatch *w, const struct kwb_item *it)
     return rc;
 }
 
+/* Recycled batches: about two per watch keep every worker supplied. */
+#define POOL_MAX(p) (2 * (p)->n_watches + 2)
+/* A batch that grew past this is freed, not kept. */
+#define POOL_BATCH_BYTES (8u << 20)
+
+struct kwb_batch *kwb_pipeline_batch(struct kwb_pipeline *p, size_t watch)
+{
+    struct kwb_batch *b;
+
+    pthread_mutex_lock(&p->lock);
+    b = p->pool;
+    if (b) {
+        p->pool = b->next;
+        p->pool_len--;
+    }
+    pthread_mutex_unlock(&p->lock);
+    if (!b) {
+        return kwb_batch_new(watch);
+    }
+    kwb_batch_reset(b);
+    b->watch = watch;
+    return b;
+}
+
 static void release_batch(struct kwb_pipeline *p, struct kwb_batch *b)
 {
     size_t n = b->n_items;
+    int keep;
 
     for (size_t s = 0; s < p->n_sinks; s++) {
         if (p->sinks[s].cur == b) {
@@ -672,13 +690,22 @@ static void release_batch(struct kwb_pipeline *p, struct kwb_batch *b)
     } else {
         p->if_tail = b->prev;
     }
-    kwb_batch_free(b);
     pthread_mutex_lock(&p->lock);
+    keep = p->pool_len < POOL_MAX(p) &&
+           b->json_cap + b->str_cap <= POOL_BATCH_BYTES;
+    if (keep) {
+        b->next = p->pool;
+        p->pool = b;
+        p->pool_len++;
+    }
     p->held -= n;
     atomic_store_explicit(&p->metrics->queue_events, (int64_t)p->held,
                           memory_order_relaxed);
     pthread_cond_broadcast(&p->space);
     pthread_mutex_unlock(&p->lock);
+    if (!keep) {
+        kwb_batch_free(b);
+    }
 }
 
 /* Take the resume RV found in the head batch before it can go away. */
@@ -756,9 +783,13 @@ static void write_checkpoints(struct kwb_pipeline *p, int force)
         if (!w->dirty || !w->resume_rv) {
             continue;
         }
-        if (kwb_checkpoint_write(p->cfg->state_dir, p->cfg->watches[i].id,
-                                 w->resume_rv, w->committed, err,
-                                 sizeof(err)) < 0) {
+        const char *id = p->cfg->watches[i].id;
+        int rc = p->cms ? kwb_cmstate_write(p->cms, id, w->resume_rv,
+                                            w->committed, err, sizeof(err))
+                        : kwb_checkpoint_write(p->cfg->state_dir, id,
+                                               w->resume_rv, w->committed,
+                                               err, sizeof(err));
+        if (rc < 0) {
             const char *kv[] = {"watch", p->cfg->watches[i].id, NULL};
             kwb_log_kv(KWB_LOG_ERROR, "checkpoint", kv,
                        "cannot write checkpoint: %s", err);
@@ -859,6 +890,11 @@ static void *pipeline_main(void *arg)
     return NULL;
 }
 
+void kwb_pipeline_set_cmstate(struct kwb_pipeline *p, struct kwb_cmstate *cs)
+{
+    p->cms = cs;
+}
+
 int kwb_pipeline_start(struct kwb_pipeline *p)
 {
     int rc;
@@ -909,7 +945,7 @@ void kwb_pipeline_free(struct kwb_pipeline *p)
     if (!p) {
         return;
     }
-    for (size_t i = 0; i < p->n_sinks; i++) {
+    for (size_t i = 0; p->sinks && i < p->n_sinks; i++) {
         if (p->sinks[i].ops && p->sinks[i].state) {
             p->sinks[i].ops->close(p->sinks[i].state);
         }
@@ -926,7 +962,11 @@ void kwb_pipeline_free(struct kwb_pipeline *p)
         next = b->next;
         kwb_batch_free(b);
     }
-    for (size_t i = 0; i < p->n_watches; i++) {
+    for (b = p->pool; b; b = next) {
+        next = b->next;
+        kwb_batch_free(b);
+    }
+    for (size_t i = 0; p->watches && i < p->n_watches; i++) {
         kwb_store_free(p->watches[i].committed);
         free(p->watches[i].resume_rv);
     }

@@ -38,7 +38,7 @@
 /* Hand a batch over once it holds this many items or JSON bytes, even in
  * the middle of a network read. */
 #define BATCH_ITEMS 1024
-#define BATCH_BYTES (4u << 20)
+#define BATCH_BYTES (1u << 20)
 #define URL_MAX 8192
 #define LIST_BODY_MAX ((size_t)2 << 30)
 
@@ -129,7 +129,7 @@ static int flush_batch(struct kwb_watch *w)
     if (!b || b->n_items == 0) {
         return 0;
     }
-    w->batch = kwb_batch_new(w->idx);
+    w->batch = kwb_pipeline_batch(w->pipeline, w->idx);
     rc = kwb_pipeline_push(w->pipeline, b, &w->stop_flag);
     if (!w->batch) {
         return -ENOMEM;

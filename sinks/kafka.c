@@ -7,6 +7,15 @@
  * {resource}, {namespace}, {kind} and {cluster}; a watch's own `topic` key
  * overrides it for that watch's events.
  *
+ * Producer defaults, each overridable in `properties`: enable.idempotence
+ * = true, acks = all, message.timeout.ms = 0 (retry transient errors
+ * forever), linger.ms = 5, queue.buffering.max.messages = 32768,
+ * client.id = kube-watch-bridge, socket.keepalive.enable = true. Not
+ * allowed there: bootstrap.servers (the `brokers` key),
+ * delivery.report.only.error, transactional.id. An unknown property name
+ * without a '.' has its '_' read as '.' (linger_ms), for plain libconfig
+ * names.
+ *
  * Delivery: librdkafka retries transient errors itself; by default it does
  * so forever (message.timeout.ms = 0), so an event is acknowledged only
  * with its delivery report. Permanent errors (message too large, topic not
@@ -507,9 +516,18 @@ static int conf_set(rd_kafka_conf_t *conf, const char *raw, const char *prop,
     return -1;
 }
 
+/* librdkafka knows the name (a few have '_': log_level, enabled_events). */
+static int prop_known(const rd_kafka_conf_t *conf, const char *prop)
+{
+    size_t size = 0;
+
+    return rd_kafka_conf_get(conf, prop, NULL, &size) != RD_KAFKA_CONF_UNKNOWN;
+}
+
 /*
- * Apply the `properties` group. A libconfig name cannot contain '.', so a
- * name without one has its '_' read as '.' (linger_ms = "linger.ms").
+ * Apply the `properties` group. A plain libconfig name cannot contain '.',
+ * so an unknown name without one has its '_' read as '.' (linger_ms =
+ * "linger.ms"); quoted names ("linger.ms") arrive as they are.
  */
 static int apply_properties(rd_kafka_conf_t *conf,
                             const config_setting_t *props, char *errbuf,
@@ -534,7 +552,7 @@ static int apply_properties(rd_kafka_conf_t *conf,
             snprintf(errbuf, errsize, "properties: invalid property name");
             return -1;
         }
-        if (!strchr(prop, '.')) {
+        if (!strchr(prop, '.') && !prop_known(conf, prop)) {
             for (char *c = prop; *c; c++) {
                 if (*c == '_') {
                     *c = '.';
@@ -930,7 +948,8 @@ static int kafka_submit(void *sink, const struct kwb_sink_event *ev,
         return -ENOTCONN;
     }
     if (reserve(ks, ks->inflight + 1)) {
-        return -ENOMEM;
+        /* Out of memory is no reason to dead-letter: retry later. */
+        return -EAGAIN;
     }
     name = route_topic(ks, ev->watch_id);
     if (!name && ks->templated) {

@@ -72,3 +72,75 @@ def history(api, since_rv, count):
             out.append((md["uid"], md["resourceVersion"], ev["type"],
                         md["name"]))
     return out
+
+
+# -- the configmap state backend
+
+CM_NAMESPACE = "kwb-state"
+CM_PREFIX = "kwb-it"
+
+
+class CmAgent(Agent):
+    """An Agent whose checkpoints live in ConfigMaps (state.backend =
+    "configmap") in CM_NAMESPACE, names prefixed CM_PREFIX."""
+
+    def write_config(self):
+        super().write_config()
+        with open(self.conf_path) as f:
+            text = f.read()
+        old = "checkpoint_interval_ms = 200; };"
+        assert old in text
+        text = text.replace(
+            old, "checkpoint_interval_ms = 200; backend = \"configmap\"; "
+            "configmap_namespace = \"%s\"; configmap_name_prefix = \"%s\"; };"
+            % (CM_NAMESPACE, CM_PREFIX))
+        with open(self.conf_path, "w") as f:
+            f.write(text)
+
+
+def cm_replica(tc, identity, leader=True, **kw):
+    """A CmAgent of TestCase tc in <tmp>/<identity>, metrics on, with leader
+    election when `leader`."""
+    d = os.path.join(tc.tmp, identity)
+    os.makedirs(d, exist_ok=True)
+    a = CmAgent(tc.api, d, metrics=True,
+                extra=leader_conf(identity) if leader else "", **kw)
+    a.identity = identity
+    tc.agents.append(a)
+    return a
+
+
+def cm_name(watch_id="v1/pods"):
+    """The plain (unhashed) ConfigMap name of a watch id."""
+    out, last = [], "-"
+    for c in watch_id.lower():
+        c = c if (c.isascii() and c.isalnum()) else "-"
+        if c == "-" and last == "-":
+            continue
+        out.append(c)
+        last = c
+    return CM_PREFIX + "-" + "".join(out).strip("-")
+
+
+def cm_checkpoint(api, watch_id="v1/pods"):
+    """(configmap, rv, {uid: rv}, ok) of a watch's checkpoint ConfigMap, or
+    None when absent. ok: the SHA-256 trailer matches."""
+    import hashlib
+    from kwb import ApiError
+    try:
+        cm = api.get("configmaps", cm_name(watch_id), namespace=CM_NAMESPACE)
+    except ApiError as e:
+        if e.status == 404:
+            return None
+        raise
+    text = cm.get("data", {}).get("checkpoint", "")
+    body, _, trailer = text.rstrip("\n").rpartition("\n")
+    ok = trailer == "sha256 " + hashlib.sha256(
+        (body + "\n").encode()).hexdigest()
+    lines = body.split("\n")
+    rv = lines[2][3:] if len(lines) > 2 else None
+    objs = {}
+    for line in lines[4:]:
+        uid, orv, _ns, _name = line.split("\t")
+        objs[uid] = orv
+    return cm, rv, objs, ok
