@@ -211,6 +211,34 @@ class BadInput(TestCase):
     def test_line_over_max_event_bytes_watch_list(self):
         self.oversize("on")
 
+    def test_huge_line_is_never_buffered(self):
+        """A 32 MiB line (no newline until its end) against
+        max_event_bytes = 20000: the agent stops at the limit and relists;
+        its peak memory grows by far less than the line."""
+        agent = self.start(watch_defaults={"max_event_bytes": 20000})
+        n = self.change("pre")
+        agent.wait_events(n)
+
+        def peak_kib():
+            with open("/proc/%d/status" % agent.proc.pid) as f:
+                for ln in f:
+                    if ln.startswith("VmHWM:"):
+                        return int(ln.split()[1])
+            raise AssertionError("no VmHWM")
+        before = peak_kib()
+        huge = ('{"type":"ADDED","object":{"metadata":{"annotations":'
+                '{"a":"%s"}}}}' % ("x" * (32 << 20)))
+        self.api.inject_garbage(huge)
+        wait_for(lambda: "larger than max_event_bytes" in agent.log(), 60,
+                 what="the oversize error")
+        wait_for(lambda: metric(agent.metrics(), "kwb_watch_relists_total",
+                                watch="v1/pods") >= 1, what="the relist")
+        n += self.change("post")
+        agent.wait_events(n)
+        grown = peak_kib() - before
+        self.assertLess(grown, 8 << 10, "peak RSS grew by %d KiB" % grown)
+        self.finish(agent, n)
+
     def test_invalid_utf8_line(self):
         """An event whose strings are not UTF-8 is refused with a clear
         error (like any unparsable line: the watch resumes from the last
