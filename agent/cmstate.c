@@ -22,11 +22,14 @@
 #include "config.h"
 #include "kubeconfig.h"
 #include "log.h"
+#include "metrics.h"
 
 #define MODULE             "checkpoint"
 #define RESP_MAX           (8u * 1024 * 1024)
 #define REQUEST_TIMEOUT_MS 10000L
 #define READ_ATTEMPTS      5
+#define BACKOFF_MIN_MS     1000
+#define BACKOFF_MAX_MS     30000
 #define LABEL_NAME         "app.kubernetes.io/name"
 #define LABEL_COMPONENT    "app.kubernetes.io/component"
 #define ANNOTATION_WATCH   "kube-watch-bridge/watch"
@@ -48,6 +51,10 @@ struct kwb_cmstate {
     struct cm *cms;
     size_t n;
     CURL *h;
+    /* After a failed write, writes wait (all ConfigMaps share one API
+     * server) so the pipeline thread does not block on every interval. */
+    int64_t retry_at_ms; /* kwb_now_ms() clock */
+    int64_t backoff_ms;  /* 0 after a success */
 };
 
 struct resp {
@@ -320,9 +327,11 @@ int kwb_cmstate_new(const struct kwb_config *cfg, struct kwb_kube_auth *auth,
         return -ENOMEM;
     }
     cs->auth = auth;
-    cs->connect_timeout_ms = cfg->connect_timeout_s > 0
-                                 ? (long)cfg->connect_timeout_s * 1000L
-                                 : REQUEST_TIMEOUT_MS;
+    cs->connect_timeout_ms =
+        cfg->connect_timeout_s > 0 &&
+                cfg->connect_timeout_s * 1000L < REQUEST_TIMEOUT_MS
+            ? (long)cfg->connect_timeout_s * 1000L
+            : REQUEST_TIMEOUT_MS;
     cs->namespace_ = strdup(ns);
     cs->cms = calloc(cfg->n_watches ? cfg->n_watches : 1, sizeof(*cs->cms));
     cs->h = curl_easy_init();
@@ -481,6 +490,11 @@ int kwb_cmstate_write(struct kwb_cmstate *cs, const char *watch_id,
         snprintf(errbuf, errsize, "no ConfigMap for watch %s", watch_id);
         return -EINVAL;
     }
+    if (cs->backoff_ms && kwb_now_ms() < cs->retry_at_ms) {
+        snprintf(errbuf, errsize, "configmap %s: waiting after a failed write",
+                 c->where);
+        return -EAGAIN;
+    }
     rc = kwb_checkpoint_format(watch_id, rv, s, &text, &len);
     if (rc == 0 && len > KWB_CMSTATE_MAX_TEXT) {
         /* Too large for a ConfigMap: keep only the resourceVersion. */
@@ -581,6 +595,15 @@ int kwb_cmstate_write(struct kwb_cmstate *cs, const char *watch_id,
         goto out;
     }
 out:
+    if (rc == 0) {
+        cs->backoff_ms = 0;
+    } else if (rc != -ENOMEM) {
+        cs->backoff_ms = cs->backoff_ms ? cs->backoff_ms * 2 : BACKOFF_MIN_MS;
+        if (cs->backoff_ms > BACKOFF_MAX_MS) {
+            cs->backoff_ms = BACKOFF_MAX_MS;
+        }
+        cs->retry_at_ms = kwb_now_ms() + cs->backoff_ms;
+    }
     free(r.buf);
     free(body);
     free(text);

@@ -800,6 +800,9 @@ static void write_checkpoints(struct kwb_pipeline *p, int force)
                         : kwb_checkpoint_write(p->cfg->state_dir, id,
                                                w->resume_rv, w->committed,
                                                err, sizeof(err));
+        if (rc == -EAGAIN) {
+            continue; /* configmap backend backing off: stays dirty */
+        }
         if (rc < 0) {
             const char *kv[] = {"watch", p->cfg->watches[i].id, NULL};
             kwb_log_kv(KWB_LOG_ERROR, "checkpoint", kv,

@@ -223,6 +223,35 @@ class ConfigMapState(TestCase):
         self.assertEqual(agent.stop(), 0)
         self.assertTrue(cm_checkpoint(self.api)[3])
 
+    def test_failing_writes_back_off(self):
+        """Writes that fail are not repeated every checkpoint interval
+        (200 ms here): after a failure the backend waits 1 s, 2 s, ...;
+        once the API server accepts them again the checkpoint catches up."""
+        agent = cm_replica(self, "solo", leader=False).start()
+        self.api.create("pods", pod("b-0"))
+        agent.wait_events(1)
+        wait_for(lambda: cm_checkpoint(self.api), 10)
+        self.api.forbid("configmaps", ["update"])
+        self.api.clear_request_log()
+        start = time.monotonic()
+        for i in range(1, 13):
+            self.api.create("pods", pod("b-%d" % i))
+            time.sleep(0.25)
+        agent.wait_events(13)
+        tried = [r for r in self.api.request_log()
+                 if "(checkpoint)" in (r.get("userAgent") or "")]
+        elapsed = time.monotonic() - start
+        self.assertTrue(tried and all(r["status"] == 403 for r in tried))
+        # 1 + 2 + 4 s of waiting: at most 3 attempts in ~3.2 s (vs ~16
+        # without backing off).
+        self.assertLessEqual(len(tried), 3 if elapsed < 7 else 4, tried)
+        self.assertIn("needs get, create and update on configmaps",
+                      agent.log())
+        self.api.allow("configmaps")
+        wait_for(lambda: len(cm_checkpoint(self.api)[2]) == 13, 20,
+                 what="the checkpoint to catch up")
+        self.assertEqual(agent.stop(), 0)
+
     def test_unreadable_configmap_at_start(self):
         """Transient errors reading the checkpoint are retried; when the
         API server keeps failing the agent exits non-zero instead of
