@@ -23,13 +23,13 @@
 #include "kubeconfig.h"
 #include "log.h"
 
-#define MODULE "checkpoint"
-#define RESP_MAX (8u * 1024 * 1024)
+#define MODULE             "checkpoint"
+#define RESP_MAX           (8u * 1024 * 1024)
 #define REQUEST_TIMEOUT_MS 10000L
-#define READ_ATTEMPTS 5
-#define LABEL_NAME "app.kubernetes.io/name"
-#define LABEL_COMPONENT "app.kubernetes.io/component"
-#define ANNOTATION_WATCH "kube-watch-bridge/watch"
+#define READ_ATTEMPTS      5
+#define LABEL_NAME         "app.kubernetes.io/name"
+#define LABEL_COMPONENT    "app.kubernetes.io/component"
+#define ANNOTATION_WATCH   "kube-watch-bridge/watch"
 
 struct cm {
     char *id;    /* watch id */
@@ -113,8 +113,7 @@ int kwb_cmstate_name(const char *prefix, const char *watch_id, int hashed,
         while (j > 0 && (name[j - 1] == '-' || name[j - 1] == '.')) {
             j--;
         }
-        EVP_Digest(watch_id, strlen(watch_id), md, &mdlen, EVP_sha256(),
-                   NULL);
+        EVP_Digest(watch_id, strlen(watch_id), md, &mdlen, EVP_sha256(), NULL);
         name[j++] = '-';
         for (unsigned i = 0; i < KWB_CMSTATE_HASH_HEX; i++) {
             name[j++] = hex[(md[i / 2] >> ((i % 2) ? 0 : 4)) & 15];
@@ -152,9 +151,9 @@ static size_t on_body(char *p, size_t size, size_t n, void *u)
  * One request. Returns the HTTP status, or a negative errno with errbuf
  * (-ETIMEDOUT, -EIO, -ENOMEM). The body lands in *r (caller frees r->buf).
  */
-static int http_do(struct kwb_cmstate *cs, const char *method,
-                   const char *url, const char *body, struct resp *r,
-                   char *errbuf, size_t errsize)
+static int http_do(struct kwb_cmstate *cs, const char *method, const char *url,
+                   const char *body, struct resp *r, char *errbuf,
+                   size_t errsize)
 {
     struct curl_slist *hdrs = NULL, *t;
     char cerr[CURL_ERROR_SIZE] = "";
@@ -186,8 +185,7 @@ static int http_do(struct kwb_cmstate *cs, const char *method,
     curl_easy_setopt(cs->h, CURLOPT_USERAGENT,
                      "kube-watch-bridge/" KWB_VERSION " (checkpoint)");
     curl_easy_setopt(cs->h, CURLOPT_TIMEOUT_MS, REQUEST_TIMEOUT_MS);
-    curl_easy_setopt(cs->h, CURLOPT_CONNECTTIMEOUT_MS,
-                     cs->connect_timeout_ms);
+    curl_easy_setopt(cs->h, CURLOPT_CONNECTTIMEOUT_MS, cs->connect_timeout_ms);
     curl_easy_setopt(cs->h, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(cs->h, CURLOPT_WRITEDATA, r);
     curl_easy_setopt(cs->h, CURLOPT_ERRORBUFFER, cerr);
@@ -309,10 +307,10 @@ int kwb_cmstate_new(const struct kwb_config *cfg, struct kwb_kube_auth *auth,
     const char *prefix = cfg->state_configmap_name_prefix
                              ? cfg->state_configmap_name_prefix
                              : "kube-watch-bridge";
-    const char *ns = cfg->state_configmap_namespace &&
-                             *cfg->state_configmap_namespace
-                         ? cfg->state_configmap_namespace
-                         : "default";
+    const char *ns =
+        cfg->state_configmap_namespace && *cfg->state_configmap_namespace
+            ? cfg->state_configmap_namespace
+            : "default";
     char name[KWB_CMSTATE_NAME_MAX + 1];
     int rc = -ENOMEM;
 
@@ -364,8 +362,7 @@ int kwb_cmstate_new(const struct kwb_config *cfg, struct kwb_kube_auth *auth,
         rc = -ENOMEM;
         c->id = strdup(cfg->watches[i].id);
         c->name = strdup(name);
-        if (!c->id || !c->name ||
-            asprintf(&c->where, "%s/%s", ns, name) < 0) {
+        if (!c->id || !c->name || asprintf(&c->where, "%s/%s", ns, name) < 0) {
             c->where = NULL;
             snprintf(errbuf, errsize, "out of memory");
             goto out;
@@ -456,8 +453,10 @@ static int cm_get(struct kwb_cmstate *cs, struct cm *c, cJSON **obj,
         cJSON_Delete(*obj);
         *obj = NULL;
         rc = -EPROTO;
-        snprintf(errbuf, errsize, "GET configmap %s: answer is not a "
-                 "ConfigMap", c->where);
+        snprintf(errbuf, errsize,
+                 "GET configmap %s: answer is not a "
+                 "ConfigMap",
+                 c->where);
         goto out;
     }
     rc = 0;
@@ -651,8 +650,8 @@ int kwb_cmstate_read(struct kwb_cmstate *cs, const char *watch_id, char **rv,
         goto out;
     }
     memcpy(buf, text->valuestring, len + 1);
-    rc = kwb_checkpoint_parse(buf, len, where, watch_id, rv, s, errbuf,
-                              errsize);
+    rc =
+        kwb_checkpoint_parse(buf, len, where, watch_id, rv, s, errbuf, errsize);
     if (rc < 0) {
         goto out;
     }
@@ -662,16 +661,14 @@ int kwb_cmstate_read(struct kwb_cmstate *cs, const char *watch_id, char **rv,
         c->omitted = 1;
         if (kwb_store_count(*s) != 0) {
             rc = -EBADMSG;
-            snprintf(errbuf, errsize,
-                     "%s: objects \"omitted\" but %zu entries", where,
-                     kwb_store_count(*s));
+            snprintf(errbuf, errsize, "%s: objects \"omitted\" but %zu entries",
+                     where, kwb_store_count(*s));
         }
     } else if (!cJSON_IsString(objects) ||
                strcmp(objects->valuestring, "included") != 0) {
         rc = -EBADMSG;
         snprintf(errbuf, errsize,
-                 "%s: data.objects must be \"included\" or \"omitted\"",
-                 where);
+                 "%s: data.objects must be \"included\" or \"omitted\"", where);
     }
 out:
     if (rc < 0) {
