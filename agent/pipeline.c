@@ -820,9 +820,16 @@ static void *pipeline_main(void *arg)
             submit_sink(p, &p->sinks[s]);
         }
         for (size_t s = 0; s < p->n_sinks; s++) {
-            int rc = p->sinks[s].ops->poll_acks(p->sinks[s].state, 0);
+            struct psink *ps = &p->sinks[s];
+            int rc = ps->ops->poll_acks(ps->state, 0);
             if (rc > 0) {
                 acks += rc;
+            }
+            /* A sink may become able to deliver later (brokers back). */
+            if (ps->ops->ready) {
+                atomic_store_explicit(&ps->stats->ready,
+                                      ps->ops->ready(ps->state),
+                                      memory_order_relaxed);
             }
         }
         for (size_t w = 0; w < p->n_watches; w++) {
