@@ -253,12 +253,12 @@ struct kwb_pipeline *kwb_pipeline_new(const struct kwb_config *cfg,
     p->n_watches = cfg->n_watches;
     p->sinks = calloc(p->n_sinks ? p->n_sinks : 1, sizeof(*p->sinks));
     p->watches = calloc(p->n_watches ? p->n_watches : 1, sizeof(*p->watches));
+    for (i = 0; p->sinks && i < p->n_sinks; i++) {
+        p->sinks[i].dl_fd = -1;
+    }
     if (!p->sinks || !p->watches) {
         snprintf(errbuf, errsize, "out of memory");
         goto fail;
-    }
-    for (i = 0; i < p->n_sinks; i++) {
-        p->sinks[i].dl_fd = -1;
     }
     for (i = 0; i < p->n_sinks; i++) {
         const struct kwb_sink_conf *sc = &cfg->sinks[i];
@@ -313,20 +313,9 @@ struct kwb_pipeline *kwb_pipeline_new(const struct kwb_config *cfg,
     }
     return p;
 fail:
-    for (i = 0; p->sinks && i < p->n_sinks; i++) {
-        if (p->sinks[i].ops && p->sinks[i].state) {
-            p->sinks[i].ops->close(p->sinks[i].state);
-        }
-        if (p->sinks[i].dl_fd >= 0) {
-            close(p->sinks[i].dl_fd);
-        }
-    }
-    free(p->sinks);
-    free(p->watches);
-    pthread_mutex_destroy(&p->lock);
-    pthread_cond_destroy(&p->wake);
-    pthread_cond_destroy(&p->space);
-    free(p);
+    /* Nothing was taken from winit yet: freeing closes the sinks made so
+     * far and their dead-letter files. */
+    kwb_pipeline_free(p);
     return NULL;
 }
 
@@ -834,9 +823,16 @@ static void *pipeline_main(void *arg)
             submit_sink(p, &p->sinks[s]);
         }
         for (size_t s = 0; s < p->n_sinks; s++) {
-            int rc = p->sinks[s].ops->poll_acks(p->sinks[s].state, 0);
+            struct psink *ps = &p->sinks[s];
+            int rc = ps->ops->poll_acks(ps->state, 0);
             if (rc > 0) {
                 acks += rc;
+            }
+            /* A sink may become able to deliver later (brokers back). */
+            if (ps->ops->ready) {
+                atomic_store_explicit(&ps->stats->ready,
+                                      ps->ops->ready(ps->state),
+                                      memory_order_relaxed);
             }
         }
         for (size_t w = 0; w < p->n_watches; w++) {
@@ -959,7 +955,7 @@ void kwb_pipeline_free(struct kwb_pipeline *p)
     if (!p) {
         return;
     }
-    for (size_t i = 0; i < p->n_sinks; i++) {
+    for (size_t i = 0; p->sinks && i < p->n_sinks; i++) {
         if (p->sinks[i].ops && p->sinks[i].state) {
             p->sinks[i].ops->close(p->sinks[i].state);
         }
@@ -980,7 +976,7 @@ void kwb_pipeline_free(struct kwb_pipeline *p)
         next = b->next;
         kwb_batch_free(b);
     }
-    for (size_t i = 0; i < p->n_watches; i++) {
+    for (size_t i = 0; p->watches && i < p->n_watches; i++) {
         kwb_store_free(p->watches[i].committed);
         free(p->watches[i].resume_rv);
     }
