@@ -196,6 +196,7 @@ struct kwb_pipeline {
     struct pwatch *watches;
     size_t n_watches;
     int64_t last_ckpt_ms;
+    int64_t last_ckpt_cost_ms; /* how long the last round of writes took */
     int unacked_at_stop;
     struct kwb_cmstate *cms; /* NULL: file backend */
 };
@@ -773,7 +774,14 @@ static void write_checkpoints(struct kwb_pipeline *p, int force)
 {
     int64_t now = kwb_now_ms();
 
-    if (!force && now - p->last_ckpt_ms < p->cfg->checkpoint_interval_ms) {
+    /* Large known-object sets make a checkpoint expensive (1M objects
+     * are ~100 MB): never spend more than ~5 % of the time writing them,
+     * whatever the configured interval. */
+    int64_t gap = p->cfg->checkpoint_interval_ms;
+    if (gap < 20 * p->last_ckpt_cost_ms) {
+        gap = 20 * p->last_ckpt_cost_ms;
+    }
+    if (!force && now - p->last_ckpt_ms < gap) {
         return;
     }
     p->last_ckpt_ms = now;
@@ -800,6 +808,7 @@ static void write_checkpoints(struct kwb_pipeline *p, int force)
         }
         w->dirty = 0;
     }
+    p->last_ckpt_cost_ms = kwb_now_ms() - now;
 }
 
 static int inflight_empty(const struct kwb_pipeline *p)
