@@ -133,13 +133,52 @@ static int write_all(int fd, const char *p, size_t n)
     return 0;
 }
 
+int kwb_checkpoint_format(const char *watch_id, const char *rv,
+                          const struct kwb_store *s, char **out, size_t *len)
+{
+    char hex[65], line[1024];
+    struct wbuf w = {0};
+    struct visit v = {&w, 0};
+    int n;
+
+    *out = NULL;
+    *len = 0;
+    if (wb_put(&w, MAGIC, strlen(MAGIC)) || wb_put(&w, "watch ", 6) ||
+        wb_field(&w, watch_id) || wb_put(&w, "\nrv ", 4) ||
+        wb_field(&w, rv) || wb_put(&w, "\n", 1)) {
+        goto nomem;
+    }
+    n = snprintf(line, sizeof(line), "count %zu\n",
+                 s ? kwb_store_count(s) : 0);
+    if (wb_put(&w, line, (size_t)n)) {
+        goto nomem;
+    }
+    if (s) {
+        kwb_store_foreach(s, 0, write_entry, &v);
+    }
+    if (v.rc < 0) {
+        goto nomem;
+    }
+    sha256_hex(w.p, w.len, hex);
+    n = snprintf(line, sizeof(line), "sha256 %s\n", hex);
+    /* The NUL is not part of the text; it makes it a C string. */
+    if (wb_put(&w, line, (size_t)n) || wb_put(&w, "", 1)) {
+        goto nomem;
+    }
+    *out = w.p;
+    *len = w.len - 1;
+    return 0;
+nomem:
+    free(w.p);
+    return -ENOMEM;
+}
+
 int kwb_checkpoint_write(const char *dir, const char *watch_id,
                          const char *rv, const struct kwb_store *s,
                          char *errbuf, size_t errsize)
 {
-    char path[4096], tmp[4200], hex[65], line[1024];
+    char path[4096], tmp[4200];
     struct wbuf w = {0};
-    struct visit v = {&w, 0};
     int fd = -1, dfd = -1, rc;
     int n;
 
@@ -154,26 +193,8 @@ int kwb_checkpoint_write(const char *dir, const char *watch_id,
         snprintf(errbuf, errsize, "%s: path too long", dir);
         goto out;
     }
-    rc = -ENOMEM;
-    if (wb_put(&w, MAGIC, strlen(MAGIC)) || wb_put(&w, "watch ", 6) ||
-        wb_field(&w, watch_id) || wb_put(&w, "\nrv ", 4) ||
-        wb_field(&w, rv) || wb_put(&w, "\n", 1)) {
-        snprintf(errbuf, errsize, "out of memory");
-        goto out;
-    }
-    n = snprintf(line, sizeof(line), "count %zu\n", kwb_store_count(s));
-    if (wb_put(&w, line, (size_t)n)) {
-        snprintf(errbuf, errsize, "out of memory");
-        goto out;
-    }
-    kwb_store_foreach(s, 0, write_entry, &v);
-    if (v.rc < 0) {
-        snprintf(errbuf, errsize, "out of memory");
-        goto out;
-    }
-    sha256_hex(w.p, w.len, hex);
-    n = snprintf(line, sizeof(line), "sha256 %s\n", hex);
-    if (wb_put(&w, line, (size_t)n)) {
+    rc = kwb_checkpoint_format(watch_id, rv, s, &w.p, &w.len);
+    if (rc < 0) {
         snprintf(errbuf, errsize, "out of memory");
         goto out;
     }
@@ -268,66 +289,18 @@ static char *next_line(char **p, char *end)
     return s;
 }
 
-int kwb_checkpoint_read(const char *dir, const char *watch_id, char **rv,
-                        struct kwb_store **s, char *errbuf, size_t errsize)
+int kwb_checkpoint_parse(char *buf, size_t len, const char *path,
+                         const char *watch_id, char **rv,
+                         struct kwb_store **s, char *errbuf, size_t errsize)
 {
-    char path[4096], hex[65];
-    char *buf = NULL, *p, *end, *line, *trailer;
+    char hex[65];
+    char *p, *end, *line, *trailer;
     struct kwb_store *st = NULL;
-    struct stat sb;
     size_t count, got = 0, lineno = 4;
-    int fd = -1, rc;
-    ssize_t r;
-    size_t len = 0;
+    int rc;
 
     *rv = NULL;
     *s = NULL;
-    rc = kwb_checkpoint_path(dir, watch_id, path, sizeof(path));
-    if (rc < 0) {
-        snprintf(errbuf, errsize, "%s: path too long", dir);
-        return rc;
-    }
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        rc = -errno;
-        if (rc != -ENOENT) {
-            snprintf(errbuf, errsize, "%s: %s", path, strerror(errno));
-        }
-        return rc;
-    }
-    if (fstat(fd, &sb) < 0) {
-        rc = -errno;
-        snprintf(errbuf, errsize, "%s: %s", path, strerror(errno));
-        goto out;
-    }
-    if ((unsigned long long)sb.st_size > MAX_FILE) {
-        rc = -EBADMSG;
-        snprintf(errbuf, errsize, "%s: too large", path);
-        goto out;
-    }
-    buf = malloc((size_t)sb.st_size + 1);
-    if (!buf) {
-        rc = -ENOMEM;
-        snprintf(errbuf, errsize, "out of memory");
-        goto out;
-    }
-    while (len < (size_t)sb.st_size) {
-        r = read(fd, buf + len, (size_t)sb.st_size - len);
-        if (r < 0 && errno == EINTR) {
-            continue;
-        }
-        if (r < 0) {
-            rc = -errno;
-            snprintf(errbuf, errsize, "%s: %s", path, strerror(errno));
-            goto out;
-        }
-        if (r == 0) {
-            break;
-        }
-        len += (size_t)r;
-    }
-    buf[len] = '\0';
-
     /* The trailer is the last line; everything before it is hashed. */
     rc = -EBADMSG;
     if (len < strlen(MAGIC) || memcmp(buf, MAGIC, strlen(MAGIC)) != 0) {
@@ -416,6 +389,70 @@ out:
         *rv = NULL;
     }
     kwb_store_free(st);
+    return rc;
+}
+
+int kwb_checkpoint_read(const char *dir, const char *watch_id, char **rv,
+                        struct kwb_store **s, char *errbuf, size_t errsize)
+{
+    char path[4096];
+    char *buf = NULL;
+    struct stat sb;
+    int fd = -1, rc;
+    ssize_t r;
+    size_t len = 0;
+
+    *rv = NULL;
+    *s = NULL;
+    rc = kwb_checkpoint_path(dir, watch_id, path, sizeof(path));
+    if (rc < 0) {
+        snprintf(errbuf, errsize, "%s: path too long", dir);
+        return rc;
+    }
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        rc = -errno;
+        if (rc != -ENOENT) {
+            snprintf(errbuf, errsize, "%s: %s", path, strerror(errno));
+        }
+        return rc;
+    }
+    if (fstat(fd, &sb) < 0) {
+        rc = -errno;
+        snprintf(errbuf, errsize, "%s: %s", path, strerror(errno));
+        goto out;
+    }
+    if ((unsigned long long)sb.st_size > MAX_FILE) {
+        rc = -EBADMSG;
+        snprintf(errbuf, errsize, "%s: too large", path);
+        goto out;
+    }
+    buf = malloc((size_t)sb.st_size + 1);
+    if (!buf) {
+        rc = -ENOMEM;
+        snprintf(errbuf, errsize, "out of memory");
+        goto out;
+    }
+    while (len < (size_t)sb.st_size) {
+        r = read(fd, buf + len, (size_t)sb.st_size - len);
+        if (r < 0 && errno == EINTR) {
+            continue;
+        }
+        if (r < 0) {
+            rc = -errno;
+            snprintf(errbuf, errsize, "%s: %s", path, strerror(errno));
+            goto out;
+        }
+        if (r == 0) {
+            break;
+        }
+        len += (size_t)r;
+    }
+    buf[len] = '\0';
+
+    rc = kwb_checkpoint_parse(buf, len, path, watch_id, rv, s, errbuf,
+                              errsize);
+out:
     free(buf);
     if (fd >= 0) {
         close(fd);

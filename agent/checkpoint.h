@@ -29,6 +29,25 @@ int kwb_checkpoint_write(const char *dir, const char *watch_id,
 int kwb_checkpoint_read(const char *dir, const char *watch_id, char **rv,
                         struct kwb_store **s, char *errbuf, size_t errsize);
 
+/*
+ * The checkpoint text alone (the file's exact bytes), for other backends
+ * (cmstate.c): *out is malloc'd and NUL-terminated, *len excludes the NUL.
+ * s NULL writes "count 0" and no entries (resourceVersion only). 0 or
+ * -ENOMEM.
+ */
+int kwb_checkpoint_format(const char *watch_id, const char *rv,
+                          const struct kwb_store *s, char **out, size_t *len);
+
+/*
+ * Parse checkpoint text buf[0..len) with buf[len] == '\0'; buf is
+ * modified in place. `path` names it in messages. Results as
+ * kwb_checkpoint_read (-EBADMSG when corrupt, truncated or of another
+ * watch).
+ */
+int kwb_checkpoint_parse(char *buf, size_t len, const char *path,
+                         const char *watch_id, char **rv,
+                         struct kwb_store **s, char *errbuf, size_t errsize);
+
 /* The file path of a watch's checkpoint into out. 0 or -ENAMETOOLONG. */
 int kwb_checkpoint_path(const char *dir, const char *watch_id, char *out,
                         size_t size);

@@ -2164,6 +2164,18 @@ static void put_string(FILE *out, const char *s)
     fputc('"', out);
 }
 
+/* Shortest form that reads back as a libconfig float ("0.8", "30.0"). */
+static void put_double(FILE *out, double v)
+{
+    char buf[64];
+
+    snprintf(buf, sizeof(buf), "%.15g", v);
+    if (!strpbrk(buf, ".eEni")) {
+        strncat(buf, ".0", sizeof(buf) - strlen(buf) - 1);
+    }
+    fputs(buf, out);
+}
+
 static void dump_table(FILE *out, const struct key *table, const char *base,
                        int depth, int verbose)
 {
@@ -2172,6 +2184,13 @@ static void dump_table(FILE *out, const struct key *table, const char *base,
         const void *field = base + k->off;
 
         if (k->type == KT_LIST) {
+            continue;
+        }
+        if ((k->type == KT_STRING && !*(char *const *)field) ||
+            (k->type == KT_BOOL && *(const int *)field < 0)) {
+            /* Unset: a comment, so that the dump stays valid input. */
+            fprintf(out, "%*s# %s: unset%s%s\n", depth * 2, "", k->name,
+                    verbose ? " -- " : "", verbose ? k->help : "");
             continue;
         }
         fprintf(out, "%*s%s = ", depth * 2, "", k->name);
@@ -2187,17 +2206,10 @@ static void dump_table(FILE *out, const struct key *table, const char *base,
         } else {
             switch (k->type) {
             case KT_STRING:
-                if (*(char *const *)field) {
-                    put_string(out, *(char *const *)field);
-                } else {
-                    fputs("\"\"", out);
-                }
+                put_string(out, *(char *const *)field);
                 break;
             case KT_BOOL:
-                fputs(*(const int *)field < 0 ? "\"unset\""
-                      : *(const int *)field   ? "true"
-                                              : "false",
-                      out);
+                fputs(*(const int *)field ? "true" : "false", out);
                 break;
             case KT_INT:
                 fprintf(out, "%d", *(const int *)field);
@@ -2206,7 +2218,7 @@ static void dump_table(FILE *out, const struct key *table, const char *base,
                 fprintf(out, "%zu", *(const size_t *)field);
                 break;
             case KT_DOUBLE:
-                fprintf(out, "%#g", *(const double *)field);
+                put_double(out, *(const double *)field);
                 break;
             case KT_ENUM:
                 fprintf(out, "\"%s\"",
@@ -2277,7 +2289,7 @@ static void dump_setting(FILE *out, const config_setting_t *s, int depth,
             fprintf(out, "%lld", config_setting_get_int64(s));
             break;
         case CONFIG_TYPE_FLOAT:
-            fprintf(out, "%#g", config_setting_get_float(s));
+            put_double(out, config_setting_get_float(s));
             break;
         default:
             fputs("?", out);

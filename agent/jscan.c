@@ -88,24 +88,9 @@ find_special(const char *p, const char *end)
     const __m128i sp = _mm_set1_epi8(0x20);
 
     /* Signed compare: bytes >= 0x80 are negative, so "< 0x20" catches
-     * control bytes and non-ASCII bytes in one instruction. */
-    while (end - p >= 32) {
-        __m128i a = _mm_loadu_si128((const __m128i *)(const void *)p);
-        __m128i b = _mm_loadu_si128((const __m128i *)(const void *)(p + 16));
-        __m128i ma = _mm_or_si128(
-            _mm_or_si128(_mm_cmpeq_epi8(a, q), _mm_cmpeq_epi8(a, bs)),
-            _mm_cmplt_epi8(a, sp));
-        __m128i mb = _mm_or_si128(
-            _mm_or_si128(_mm_cmpeq_epi8(b, q), _mm_cmpeq_epi8(b, bs)),
-            _mm_cmplt_epi8(b, sp));
-        unsigned m = (unsigned)_mm_movemask_epi8(ma) |
-                     ((unsigned)_mm_movemask_epi8(mb) << 16);
-        if (m) {
-            return p + __builtin_ctz(m);
-        }
-        p += 32;
-    }
-    if (end - p >= 16) {
+     * control bytes and non-ASCII bytes in one instruction. 16 bytes a
+     * step: most strings are short, and a 32-byte step measured slower. */
+    while (end - p >= 16) {
         __m128i a = _mm_loadu_si128((const __m128i *)(const void *)p);
         __m128i ma = _mm_or_si128(
             _mm_or_si128(_mm_cmpeq_epi8(a, q), _mm_cmpeq_epi8(a, bs)),

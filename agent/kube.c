@@ -230,14 +230,14 @@ static int setup(struct kwb_kube *k, const char *url, struct xfer *x,
     curl_easy_setopt(h, CURLOPT_TCP_KEEPIDLE, 30L);
     curl_easy_setopt(h, CURLOPT_TCP_KEEPINTVL, 10L);
     curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");
+    /* Large reads: a watch stream of pods is hundreds of MB/s; 16 KiB
+     * reads would cost a recv and a poll per few events. */
+    curl_easy_setopt(h, CURLOPT_BUFFERSIZE, 512L * 1024);
     curl_easy_setopt(h, CURLOPT_USERAGENT, "kube-watch-bridge/" KWB_VERSION);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-    if (stall_s > 0) {
-        /* A watch that receives nothing at all (not even a bookmark) for
-         * stall_s is dead: curl ends it with CURLE_OPERATION_TIMEDOUT. */
-        curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
-        curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, (long)stall_s);
-    }
+    /* Stalls are detected in run(), not with CURLOPT_LOW_SPEED_*: time
+     * spent waiting on our own backpressure must not count as silence. */
+    (void)stall_s;
     if (!streaming) {
         curl_easy_setopt(h, CURLOPT_TIMEOUT, 300L);
     }
@@ -272,9 +272,15 @@ static int run(struct kwb_kube *k, struct xfer *x, kwb_kube_idle_fn on_idle,
             code = CURLE_FAILED_INIT;
             break;
         }
-        if (on_idle && on_idle(opaque) != 0) {
-            x->r->aborted = 1;
-            break;
+        if (on_idle) {
+            int64_t t0 = mono_ms();
+            int stop_now = on_idle(opaque) != 0;
+            /* Blocked on the pipeline (backpressure) is not silence. */
+            x->last_byte_ms += mono_ms() - t0;
+            if (stop_now) {
+                x->r->aborted = 1;
+                break;
+            }
         }
         if (stop && atomic_load(stop)) {
             x->r->aborted = 1;
@@ -307,10 +313,7 @@ static int run(struct kwb_kube *k, struct xfer *x, kwb_kube_idle_fn on_idle,
         return -ETIMEDOUT;
     }
     x->r->curl_code = (int)code;
-    if (code == CURLE_OPERATION_TIMEDOUT && stall_s > 0) {
-        x->r->stalled = 1;
-        rc = -ETIMEDOUT;
-    } else if (code != CURLE_OK) {
+    if (code != CURLE_OK) {
         rc = -EIO;
     }
     if (code != CURLE_OK && !x->r->errmsg[0]) {

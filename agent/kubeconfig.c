@@ -1497,13 +1497,6 @@ int kwb_kube_auth_resolve(const struct kwb_config *cfg,
         a = NULL;
         goto out;
     }
-    /* A kubeconfig named in the config file is an explicit choice and wins
-     * over in-cluster (as client-go's --kubeconfig); $KUBECONFIG and
-     * ~/.kube/config come after in-cluster. */
-    if (cfg->kubeconfig && *cfg->kubeconfig) {
-        rc = resolve_kubeconfig(cfg, out, errbuf, errsize);
-        goto out;
-    }
     host = getenv("KUBERNETES_SERVICE_HOST");
     port = getenv("KUBERNETES_SERVICE_PORT");
     if (host && *host && port && *port) {

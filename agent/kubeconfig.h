@@ -5,18 +5,16 @@
  * Resolution order (SPEC: "default: in-cluster, then kubeconfig"):
  *   1. cluster.server from the config, with token_file, ca_file,
  *      client_cert_file/client_key_file, insecure_skip_tls_verify.
- *   2. cluster.kubeconfig from the config, when set (an explicit choice,
- *      like client-go's --kubeconfig, so it wins over in-cluster).
- *   3. In-cluster: KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT both
+ *   2. In-cluster: KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT both
  *      set; token, ca.crt and namespace under cfg->serviceaccount_dir
  *      (default /var/run/secrets/kubernetes.io/serviceaccount).
- *   4. A kubeconfig: the first non-empty path of $KUBECONFIG (no merging
- *      of several files), else ~/.kube/config.
+ *   3. A kubeconfig: cluster.kubeconfig, else the first non-empty path of
+ *      $KUBECONFIG (no merging of several files), else ~/.kube/config.
  * With a kubeconfig: cfg->context or current-context; relative paths are
  * relative to the kubeconfig file's directory; exec and auth-provider
  * plugins, basic auth, impersonation and tls-server-name are rejected with
  * a clear error.
- * In cases 2 to 4, token_file, ca_file, client_cert_file/client_key_file
+ * In cases 2 and 3, token_file, ca_file, client_cert_file/client_key_file
  * and insecure_skip_tls_verify from the config, when set, take precedence
  * over what was found (as kubectl's flags do).
  *

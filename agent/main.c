@@ -1,8 +1,10 @@
 /*
  * main.c - flags, --check, signals, start/stop order.
  *
- * Start: config -> cluster access -> checkpoints -> pipeline (sinks) ->
- * HTTP endpoint -> [leader election] -> watch workers.
+ * Start: config -> cluster access -> HTTP endpoint -> [leader election]
+ * -> checkpoints -> pipeline (sinks) -> watch workers. A standby reads
+ * checkpoints only once it leads: with a shared backend (ConfigMaps) the
+ * state it takes over is the last leader's, not what it saw at start.
  * Stop (SIGTERM/SIGINT): workers stop and hand over what they parsed ->
  * the pipeline drains and waits for acks until the shutdown deadline ->
  * final checkpoints -> exit 0. A second signal exits at once; checkpoints
@@ -23,9 +25,11 @@
 #include <openssl/crypto.h>
 
 #include "checkpoint.h"
+#include "cmstate.h"
 #include "config.h"
 #include "http.h"
 #include "kubeconfig.h"
+#include "leader.h"
 #include "log.h"
 #include "metrics.h"
 #include "pipeline.h"
@@ -103,6 +107,8 @@ int main(int argc, char **argv)
     struct kwb_metrics *metrics = NULL;
     struct kwb_pipeline *pipeline = NULL;
     struct kwb_http *http = NULL;
+    struct kwb_leader *leader = NULL;
+    struct kwb_cmstate *cms = NULL;
     struct kwb_watch **watches = NULL;
     struct kwb_pipeline_watch_init *winit = NULL;
     struct kwb_store **live = NULL;
@@ -190,6 +196,14 @@ int main(int argc, char **argv)
     KWB_INFO("main", "kube-watch-bridge %s: cluster %s via %s (%s)",
              KWB_VERSION, cfg.cluster_name, kwb_kube_auth_server(auth),
              kwb_kube_auth_source(auth));
+    if (cfg.state_backend && strcmp(cfg.state_backend, "configmap") == 0) {
+        if (kwb_cmstate_new(&cfg, auth, &cms, errbuf, sizeof(errbuf)) < 0) {
+            KWB_ERROR("main", "%s", errbuf);
+            goto out;
+        }
+        KWB_INFO("main", "checkpoints in ConfigMaps in namespace %s",
+                 cfg.state_configmap_namespace);
+    }
     if (cfg.redaction_hash_key_file &&
         read_key(cfg.redaction_hash_key_file, hash_key, &hash_key_len,
                  errbuf, sizeof(errbuf)) < 0) {
@@ -221,21 +235,76 @@ int main(int argc, char **argv)
         goto out;
     }
 
+    if (cfg.metrics_address) {
+        http = kwb_http_start(cfg.metrics_address, metrics, errbuf,
+                              sizeof(errbuf));
+        if (!http) {
+            KWB_ERROR("main", "metrics_address: %s", errbuf);
+            goto out;
+        }
+        KWB_INFO("main", "metrics, /healthz and /readyz on %s (port %d)",
+                 cfg.metrics_address, kwb_http_port(http));
+    }
+    if (cfg.leader_election) {
+        /* Only the leader forwards; a standby waits here with neither
+         * sinks nor watches, beating the heartbeat for /healthz itself. */
+        if (kwb_leader_start(&cfg, auth, &leader, errbuf, sizeof(errbuf)) <
+            0) {
+            KWB_ERROR("main", "leader election: %s", errbuf);
+            goto out;
+        }
+        KWB_INFO("main", "waiting for leadership as %s",
+                 kwb_leader_identity(leader));
+        for (;;) {
+            struct timespec zero = {0, 0};
+            atomic_store(&metrics->heartbeat_ms, kwb_now_ms());
+            int lr = kwb_leader_wait(leader, 200);
+            if (lr == 1) {
+                break;
+            }
+            int sig = sigtimedwait(&sigs, NULL, &zero);
+            if (lr < 0 || sig == SIGTERM || sig == SIGINT) {
+                KWB_INFO("main", "stopped before becoming leader");
+                rc = 0;
+                goto stop;
+            }
+        }
+        KWB_INFO("main", "leading: reading checkpoints, starting watches");
+    }
     /* Checkpoints: the committed store goes to the pipeline, a copy to
      * the worker as its live store. */
     for (size_t i = 0; i < cfg.n_watches; i++) {
         struct kwb_store *st_ = NULL;
         char *rv = NULL;
         const char *kv[] = {"watch", cfg.watches[i].id, NULL};
-        int crc = kwb_checkpoint_read(cfg.state_dir, cfg.watches[i].id, &rv,
-                                      &st_, errbuf, sizeof(errbuf));
-        if (crc == 0) {
+        int omitted = 0;
+        int crc = cms ? kwb_cmstate_read(cms, cfg.watches[i].id, &rv, &st_,
+                                         &omitted, errbuf, sizeof(errbuf))
+                      : kwb_checkpoint_read(cfg.state_dir, cfg.watches[i].id,
+                                            &rv, &st_, errbuf,
+                                            sizeof(errbuf));
+        if (crc == 0 && omitted) {
+            /* An expired RV then means a relist against an empty set:
+             * every object again, deletions of the downtime missed. */
+            kwb_log_kv(KWB_LOG_WARN, "main", kv,
+                       "resuming from checkpoint at resourceVersion %s "
+                       "without its known-object set (too large for a "
+                       "ConfigMap)",
+                       rv);
+        } else if (crc == 0) {
             kwb_log_kv(KWB_LOG_INFO, "main", kv,
                        "resuming from checkpoint at resourceVersion %s with "
                        "%zu known objects",
                        rv, kwb_store_count(st_));
         } else if (crc == -ENOENT) {
             first[i] = 1;
+        } else if (cms && crc != -EBADMSG) {
+            /* The API server did not answer: relisting and then
+             * overwriting a good checkpoint would forget its objects
+             * (their deletions would be missed). Exit; the pod restarts. */
+            kwb_log_kv(KWB_LOG_ERROR, "main", kv,
+                       "cannot read checkpoint: %s", errbuf);
+            goto out;
         } else {
             /* Corrupt or unreadable: relist everything against an empty
              * set. Objects are emitted again rather than lost. */
@@ -259,21 +328,10 @@ int main(int argc, char **argv)
         KWB_ERROR("main", "%s", errbuf);
         goto out;
     }
+    if (cms) {
+        kwb_pipeline_set_cmstate(pipeline, cms);
+    }
     if (kwb_pipeline_start(pipeline) < 0) {
-        goto out;
-    }
-    if (cfg.metrics_address) {
-        http = kwb_http_start(cfg.metrics_address, metrics, errbuf,
-                              sizeof(errbuf));
-        if (!http) {
-            KWB_ERROR("main", "metrics_address: %s", errbuf);
-            goto out;
-        }
-        KWB_INFO("main", "metrics, /healthz and /readyz on %s (port %d)",
-                 cfg.metrics_address, kwb_http_port(http));
-    }
-    if (cfg.leader_election) {
-        KWB_ERROR("main", "leader_election is not available in this build");
         goto out;
     }
     atomic_store(&metrics->leader, 1);
@@ -302,6 +360,14 @@ int main(int argc, char **argv)
             rc = 0;
             break;
         }
+        if (leader && !kwb_leader_is_leader(leader)) {
+            /* As client-go's OnStoppedLeading: stop forwarding and exit
+             * non-zero so the pod restarts and campaigns again. */
+            KWB_ERROR("main", "leadership lost: stopping so that only one "
+                              "replica forwards");
+            rc = 1;
+            break;
+        }
     }
 stop : {
     pthread_t t2;
@@ -318,7 +384,7 @@ stop : {
     for (size_t i = 0; i < cfg.n_watches; i++) {
         kwb_watch_join(watches[i]);
     }
-    {
+    if (pipeline) {
         int prc = kwb_pipeline_stop(pipeline, kwb_now_ms() +
                                                   cfg.shutdown_timeout_ms);
         if (prc == -ETIMEDOUT) {
@@ -331,6 +397,7 @@ stop : {
         }
     }
 out:
+    kwb_leader_stop(leader);
     if (watches) {
         for (size_t i = 0; i < cfg.n_watches; i++) {
             kwb_watch_free(watches[i]);
@@ -339,6 +406,7 @@ out:
     kwb_pipeline_stop(pipeline, kwb_now_ms());
     kwb_http_stop(http);
     kwb_pipeline_free(pipeline);
+    kwb_cmstate_free(cms);
     if (winit) {
         for (size_t i = 0; i < cfg.n_watches; i++) {
             kwb_store_free(winit[i].committed);

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "checkpoint.h"
+#include "cmstate.h"
 #include "event.h"
 #include "log.h"
 #include "sink.h"
@@ -167,6 +168,7 @@ struct pwatch {
     struct kwb_batch *head, *tail;
     struct kwb_store *committed;
     char *resume_rv;
+    const char *next_rv; /* newer resume RV inside the head batch */
     int dirty;
     int64_t unckpt_events;
 };
@@ -175,11 +177,13 @@ struct kwb_pipeline {
     const struct kwb_config *cfg;
     struct kwb_metrics *metrics;
 
-    pthread_mutex_t lock; /* guards q_head/q_tail, held, stopping */
+    pthread_mutex_t lock; /* guards q_head/q_tail, held, stopping, pool */
     pthread_cond_t wake;  /* pipeline thread: work arrived */
     pthread_cond_t space; /* workers: room below queue_events */
     struct kwb_batch *q_head, *q_tail;
     size_t held; /* items queued or in flight */
+    struct kwb_batch *pool; /* finished batches kept for reuse */
+    size_t pool_len;
     int stopping;
     int64_t deadline_ms;
     int thread_started;
@@ -193,12 +197,16 @@ struct kwb_pipeline {
     size_t n_watches;
     int64_t last_ckpt_ms;
     int unacked_at_stop;
+    struct kwb_cmstate *cms; /* NULL: file backend */
 };
 
 static const char *item_str(const struct kwb_batch *b, uint32_t off)
 {
     return off == KWB_NO_OFF ? "" : b->str + off;
 }
+
+static void sink_log(int level, const char *sink_name, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 static void sink_log(int level, const char *sink_name, const char *fmt, ...)
 {
@@ -215,6 +223,14 @@ static void sink_log(int level, const char *sink_name, const char *fmt, ...)
 
 static void on_ack(void *opaque, uint64_t token, enum kwb_ack_status status,
                    const char *reason);
+
+/* A sink retried n events internally (webhook 5xx, timeouts). */
+static void on_retried(void *opaque, uint64_t n)
+{
+    struct psink *s = opaque;
+
+    atomic_fetch_add_explicit(&s->stats->retries, n, memory_order_relaxed);
+}
 
 struct kwb_pipeline *kwb_pipeline_new(const struct kwb_config *cfg,
                                       struct kwb_metrics *metrics,
@@ -237,12 +253,12 @@ struct kwb_pipeline *kwb_pipeline_new(const struct kwb_config *cfg,
     p->n_watches = cfg->n_watches;
     p->sinks = calloc(p->n_sinks ? p->n_sinks : 1, sizeof(*p->sinks));
     p->watches = calloc(p->n_watches ? p->n_watches : 1, sizeof(*p->watches));
+    for (i = 0; p->sinks && i < p->n_sinks; i++) {
+        p->sinks[i].dl_fd = -1;
+    }
     if (!p->sinks || !p->watches) {
         snprintf(errbuf, errsize, "out of memory");
         goto fail;
-    }
-    for (i = 0; i < p->n_sinks; i++) {
-        p->sinks[i].dl_fd = -1;
     }
     for (i = 0; i < p->n_sinks; i++) {
         const struct kwb_sink_conf *sc = &cfg->sinks[i];
@@ -252,6 +268,7 @@ struct kwb_pipeline *kwb_pipeline_new(const struct kwb_config *cfg,
             .cluster = cfg->cluster_name,
             .ack = on_ack,
             .ack_opaque = s,
+            .retried = on_retried,
             .log = sink_log,
             .conf_file = cfg->path,
         };
@@ -296,20 +313,9 @@ struct kwb_pipeline *kwb_pipeline_new(const struct kwb_config *cfg,
     }
     return p;
 fail:
-    for (i = 0; p->sinks && i < p->n_sinks; i++) {
-        if (p->sinks[i].ops && p->sinks[i].state) {
-            p->sinks[i].ops->close(p->sinks[i].state);
-        }
-        if (p->sinks[i].dl_fd >= 0) {
-            close(p->sinks[i].dl_fd);
-        }
-    }
-    free(p->sinks);
-    free(p->watches);
-    pthread_mutex_destroy(&p->lock);
-    pthread_cond_destroy(&p->wake);
-    pthread_cond_destroy(&p->space);
-    free(p);
+    /* Nothing was taken from winit yet: freeing closes the sinks made so
+     * far and their dead-letter files. */
+    kwb_pipeline_free(p);
     return NULL;
 }
 
@@ -630,14 +636,8 @@ static int apply_item(struct pwatch *w, const struct kwb_item *it)
         w->dirty = 1;
     }
     if (it->resume_rv != KWB_NO_OFF) {
-        char *rv = strdup(b->str + it->resume_rv);
-        if (rv) {
-            free(w->resume_rv);
-            w->resume_rv = rv;
-            w->dirty = 1;
-        } else {
-            rc = -ENOMEM;
-        }
+        /* Copied out once per batch (commit_rv), not per event. */
+        w->next_rv = b->str + it->resume_rv;
     }
     if (it->item_kind == KWB_ITEM_EVENT) {
         w->unckpt_events--;
@@ -645,9 +645,34 @@ static int apply_item(struct pwatch *w, const struct kwb_item *it)
     return rc;
 }
 
+/* Recycled batches: about two per watch keep every worker supplied. */
+#define POOL_MAX(p) (2 * (p)->n_watches + 2)
+/* A batch that grew past this is freed, not kept. */
+#define POOL_BATCH_BYTES (8u << 20)
+
+struct kwb_batch *kwb_pipeline_batch(struct kwb_pipeline *p, size_t watch)
+{
+    struct kwb_batch *b;
+
+    pthread_mutex_lock(&p->lock);
+    b = p->pool;
+    if (b) {
+        p->pool = b->next;
+        p->pool_len--;
+    }
+    pthread_mutex_unlock(&p->lock);
+    if (!b) {
+        return kwb_batch_new(watch);
+    }
+    kwb_batch_reset(b);
+    b->watch = watch;
+    return b;
+}
+
 static void release_batch(struct kwb_pipeline *p, struct kwb_batch *b)
 {
     size_t n = b->n_items;
+    int keep;
 
     for (size_t s = 0; s < p->n_sinks; s++) {
         if (p->sinks[s].cur == b) {
@@ -665,13 +690,41 @@ static void release_batch(struct kwb_pipeline *p, struct kwb_batch *b)
     } else {
         p->if_tail = b->prev;
     }
-    kwb_batch_free(b);
     pthread_mutex_lock(&p->lock);
+    keep = p->pool_len < POOL_MAX(p) &&
+           b->json_cap + b->str_cap <= POOL_BATCH_BYTES;
+    if (keep) {
+        b->next = p->pool;
+        p->pool = b;
+        p->pool_len++;
+    }
     p->held -= n;
     atomic_store_explicit(&p->metrics->queue_events, (int64_t)p->held,
                           memory_order_relaxed);
     pthread_cond_broadcast(&p->space);
     pthread_mutex_unlock(&p->lock);
+    if (!keep) {
+        kwb_batch_free(b);
+    }
+}
+
+/* Take the resume RV found in the head batch before it can go away. */
+static int commit_rv(struct pwatch *w)
+{
+    char *rv;
+
+    if (!w->next_rv) {
+        return 0;
+    }
+    rv = strdup(w->next_rv);
+    if (!rv) {
+        return -ENOMEM;
+    }
+    free(w->resume_rv);
+    w->resume_rv = rv;
+    w->next_rv = NULL;
+    w->dirty = 1;
+    return 0;
 }
 
 /* Move the watch's low-water mark over every fully acked item. */
@@ -688,6 +741,11 @@ static void advance_watch(struct kwb_pipeline *p, size_t wi)
                 return;
             }
             b->applied++;
+        }
+        if (commit_rv(w) < 0) {
+            KWB_ERROR("pipeline", "out of memory moving the checkpoint; "
+                                  "will retry");
+            return;
         }
         if (b->applied < b->n_items) {
             break;
@@ -725,9 +783,16 @@ static void write_checkpoints(struct kwb_pipeline *p, int force)
         if (!w->dirty || !w->resume_rv) {
             continue;
         }
-        if (kwb_checkpoint_write(p->cfg->state_dir, p->cfg->watches[i].id,
-                                 w->resume_rv, w->committed, err,
-                                 sizeof(err)) < 0) {
+        const char *id = p->cfg->watches[i].id;
+        int rc = p->cms ? kwb_cmstate_write(p->cms, id, w->resume_rv,
+                                            w->committed, err, sizeof(err))
+                        : kwb_checkpoint_write(p->cfg->state_dir, id,
+                                               w->resume_rv, w->committed,
+                                               err, sizeof(err));
+        if (rc == -EAGAIN) {
+            continue; /* configmap backend backing off: stays dirty */
+        }
+        if (rc < 0) {
             const char *kv[] = {"watch", p->cfg->watches[i].id, NULL};
             kwb_log_kv(KWB_LOG_ERROR, "checkpoint", kv,
                        "cannot write checkpoint: %s", err);
@@ -745,6 +810,7 @@ static int inflight_empty(const struct kwb_pipeline *p)
 static void *pipeline_main(void *arg)
 {
     struct kwb_pipeline *p = arg;
+    int flushed = 0;
 
     for (;;) {
         int stopping, work = 0, acks = 0;
@@ -757,9 +823,16 @@ static void *pipeline_main(void *arg)
             submit_sink(p, &p->sinks[s]);
         }
         for (size_t s = 0; s < p->n_sinks; s++) {
-            int rc = p->sinks[s].ops->poll_acks(p->sinks[s].state, 0);
+            struct psink *ps = &p->sinks[s];
+            int rc = ps->ops->poll_acks(ps->state, 0);
             if (rc > 0) {
                 acks += rc;
+            }
+            /* A sink may become able to deliver later (brokers back). */
+            if (ps->ops->ready) {
+                atomic_store_explicit(&ps->stats->ready,
+                                      ps->ops->ready(ps->state),
+                                      memory_order_relaxed);
             }
         }
         for (size_t w = 0; w < p->n_watches; w++) {
@@ -775,6 +848,15 @@ static void *pipeline_main(void *arg)
             pthread_mutex_lock(&p->lock);
             queued = p->q_head != NULL;
             pthread_mutex_unlock(&p->lock);
+            if (!queued && !flushed) {
+                /* Everything is submitted: make the sinks send what they
+                 * hold back (linger) and wait for its acks. */
+                flushed = 1;
+                for (size_t s = 0; s < p->n_sinks; s++) {
+                    p->sinks[s].ops->flush(p->sinks[s].state, p->deadline_ms);
+                }
+                continue;
+            }
             if ((!queued && inflight_empty(p)) ||
                 kwb_now_ms() >= p->deadline_ms) {
                 break;
@@ -816,6 +898,11 @@ static void *pipeline_main(void *arg)
     write_checkpoints(p, 1);
     p->unacked_at_stop = !inflight_empty(p);
     return NULL;
+}
+
+void kwb_pipeline_set_cmstate(struct kwb_pipeline *p, struct kwb_cmstate *cs)
+{
+    p->cms = cs;
 }
 
 int kwb_pipeline_start(struct kwb_pipeline *p)
@@ -868,7 +955,7 @@ void kwb_pipeline_free(struct kwb_pipeline *p)
     if (!p) {
         return;
     }
-    for (size_t i = 0; i < p->n_sinks; i++) {
+    for (size_t i = 0; p->sinks && i < p->n_sinks; i++) {
         if (p->sinks[i].ops && p->sinks[i].state) {
             p->sinks[i].ops->close(p->sinks[i].state);
         }
@@ -885,7 +972,11 @@ void kwb_pipeline_free(struct kwb_pipeline *p)
         next = b->next;
         kwb_batch_free(b);
     }
-    for (size_t i = 0; i < p->n_watches; i++) {
+    for (b = p->pool; b; b = next) {
+        next = b->next;
+        kwb_batch_free(b);
+    }
+    for (size_t i = 0; p->watches && i < p->n_watches; i++) {
         kwb_store_free(p->watches[i].committed);
         free(p->watches[i].resume_rv);
     }

@@ -94,6 +94,12 @@ struct kwb_pipeline *kwb_pipeline_new(const struct kwb_config *cfg,
                                       struct kwb_metrics *metrics,
                                       struct kwb_pipeline_watch_init *winit,
                                       char *errbuf, size_t errsize);
+struct kwb_cmstate;
+/* state.backend "configmap": checkpoints go to ConfigMaps through cs
+ * instead of files under state.dir. Before kwb_pipeline_start; cs is
+ * borrowed and used only by the pipeline thread until kwb_pipeline_stop. */
+void kwb_pipeline_set_cmstate(struct kwb_pipeline *p, struct kwb_cmstate *cs);
+
 /* Start the sinks' I/O and the pipeline thread. 0 or negative errno. */
 int kwb_pipeline_start(struct kwb_pipeline *p);
 
@@ -105,6 +111,13 @@ int kwb_pipeline_start(struct kwb_pipeline *p);
  */
 int kwb_pipeline_push(struct kwb_pipeline *p, struct kwb_batch *b,
                       const volatile int *stop);
+
+/*
+ * An empty batch for watch `watch`, recycled from one the pipeline is done
+ * with when possible (its buffers keep their memory: no page faults and
+ * no mmap churn per batch). Any thread; NULL on -ENOMEM.
+ */
+struct kwb_batch *kwb_pipeline_batch(struct kwb_pipeline *p, size_t watch);
 
 /*
  * Stop: no more pushes are expected; drain what is queued, wait for the

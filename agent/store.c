@@ -284,28 +284,33 @@ static int grow(struct kwb_store *s)
     return 0;
 }
 
-const char *kwb_store_get_rv(const struct kwb_store *s, const char *uid)
+/* The record of uid, or NULL. */
+static struct rec *find_rec(const struct kwb_store *s, const char *uid)
 {
     struct key k;
     size_t i;
 
     make_key(uid, &k);
     i = find_slot(s, uid, k.len, k.packed, k.hash);
-    return s->slots[i].hash ? rec_rv(s->slots[i].rec) : NULL;
+    return s->slots[i].hash ? s->slots[i].rec : NULL;
+}
+
+const char *kwb_store_get_rv(const struct kwb_store *s, const char *uid)
+{
+    const struct rec *r = find_rec(s, uid);
+
+    return r ? rec_rv(r) : NULL;
 }
 
 int kwb_store_lookup(const struct kwb_store *s, const char *uid,
                      struct kwb_store_entry *e)
 {
-    struct key k;
-    size_t i;
+    const struct rec *r = find_rec(s, uid);
 
-    make_key(uid, &k);
-    i = find_slot(s, uid, k.len, k.packed, k.hash);
-    if (!s->slots[i].hash) {
+    if (!r) {
         return -ENOENT;
     }
-    fill_entry(s->slots[i].rec, e);
+    fill_entry(r, e);
     return 0;
 }
 
@@ -428,15 +433,12 @@ void kwb_store_begin_mark(struct kwb_store *s)
 
 int kwb_store_mark_seen(struct kwb_store *s, const char *uid)
 {
-    struct key k;
-    size_t i;
+    struct rec *r = find_rec(s, uid);
 
-    make_key(uid, &k);
-    i = find_slot(s, uid, k.len, k.packed, k.hash);
-    if (!s->slots[i].hash) {
+    if (!r) {
         return -ENOENT;
     }
-    s->slots[i].rec->gen = s->gen;
+    r->gen = s->gen;
     return 0;
 }
 

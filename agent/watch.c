@@ -38,7 +38,7 @@
 /* Hand a batch over once it holds this many items or JSON bytes, even in
  * the middle of a network read. */
 #define BATCH_ITEMS 1024
-#define BATCH_BYTES (4u << 20)
+#define BATCH_BYTES (1u << 20)
 #define URL_MAX 8192
 #define LIST_BODY_MAX ((size_t)2 << 30)
 
@@ -64,8 +64,15 @@ struct kwb_watch {
     struct kwb_framer framer;
     struct kwb_batch *batch;
     char *rv; /* last RV seen: event, bookmark or list */
+    size_t rv_cap;
     int first_start;
     int need_list;
+    int list_skip;     /* this sync records state only (initial = skip) */
+    int wl_supported;  /* watch-list (sendInitialEvents) usable */
+    int initial_sync;  /* inside a watch-list's initial events */
+    size_t initial_items;
+    int syncs; /* completed lists (paginated or streamed) */
+    char *bad_rv; /* RV at which the last unparsable line came */
     int requests; /* watch requests made */
     atomic_int stop;
     volatile int stop_flag; /* mirror of stop for kwb_pipeline_push */
@@ -94,15 +101,22 @@ static void wlog(const struct kwb_watch *w, int level, const char *fmt, ...)
     va_end(ap);
 }
 
+/* Called for every event: reuses its buffer instead of allocating. */
 static int set_rv(struct kwb_watch *w, const char *rv)
 {
-    char *n = strdup(rv);
+    size_t len = strlen(rv);
 
-    if (!n) {
-        return -ENOMEM;
+    if (len + 1 > w->rv_cap) {
+        size_t cap = len + 1 < 64 ? 64 : len + 1;
+        char *n = malloc(cap);
+        if (!n) {
+            return -ENOMEM;
+        }
+        free(w->rv);
+        w->rv = n;
+        w->rv_cap = cap;
     }
-    free(w->rv);
-    w->rv = n;
+    memcpy(w->rv, rv, len + 1);
     return 0;
 }
 
@@ -115,7 +129,7 @@ static int flush_batch(struct kwb_watch *w)
     if (!b || b->n_items == 0) {
         return 0;
     }
-    w->batch = kwb_batch_new(w->idx);
+    w->batch = kwb_pipeline_batch(w->pipeline, w->idx);
     rc = kwb_pipeline_push(w->pipeline, b, &w->stop_flag);
     if (!w->batch) {
         return -ENOMEM;
@@ -137,6 +151,25 @@ static void count_emitted(struct kwb_watch *w, enum kwb_ev_type t,
 {
     atomic_fetch_add_explicit(&w->stats->emitted[t][o], 1,
                               memory_order_relaxed);
+}
+
+/* The initial sync is done (for /readyz). */
+static void mark_synced(struct kwb_watch *w)
+{
+    atomic_store_explicit(&w->stats->synced, 1, memory_order_relaxed);
+}
+
+/* A list (paginated or streamed) completed: every one after the first
+ * sync of a fresh start is a relist. */
+static void list_done(struct kwb_watch *w)
+{
+    if (w->syncs > 0 || !w->first_start) {
+        atomic_fetch_add_explicit(&w->stats->relists, 1,
+                                  memory_order_relaxed);
+    }
+    w->syncs++;
+    w->need_list = 0;
+    mark_synced(w);
 }
 
 static void update_objects(struct kwb_watch *w)
@@ -301,13 +334,46 @@ static int diff_item(struct kwb_watch *w, const struct kwb_jobj *o, int skip)
  * unchanged; then a MARK with the list's RV. 0, -EAGAIN (retry with
  * backoff; *r says why), -ECANCELED.
  */
+/*
+ * The end of a list (paginated or streamed): objects we knew that the list
+ * no longer has were deleted during the gap: emit them and forget them;
+ * then a MARK with the list's RV, the resume point once all is acked.
+ */
+static int finish_list(struct kwb_watch *w, const char *list_rv,
+                       size_t *n_vanished)
+{
+    struct vanished v = {.w = w};
+    int rc;
+
+    kwb_store_foreach(w->live, 1, collect_vanished, &v);
+    rc = v.rc;
+    if (rc == 0) {
+        for (size_t i = 0; i < v.n; i++) {
+            kwb_store_del(w->live, v.uids[i]);
+        }
+        rc = kwb_batch_mark(w->batch, list_rv);
+    }
+    if (rc == 0) {
+        rc = set_rv(w, list_rv);
+    }
+    if (rc == 0) {
+        rc = flush_batch(w);
+    }
+    *n_vanished = v.n;
+    for (size_t i = 0; i < v.n; i++) {
+        free(v.uids[i]);
+    }
+    free(v.uids);
+    update_objects(w);
+    return rc;
+}
+
 static int do_list(struct kwb_watch *w, int skip, struct kwb_kube_resp *r)
 {
     char base[URL_MAX], url[URL_MAX], list_rv[512] = "";
     char *cont = NULL;
     int rc = 0, pages = 0;
-    size_t items = 0;
-    struct vanished v = {.w = w};
+    size_t items = 0, vanished = 0;
 
     if (kwb_kube_collection_url(w->kube, w->wc, base, sizeof(base)) < 0) {
         snprintf(r->errmsg, sizeof(r->errmsg), "URL too long");
@@ -404,35 +470,17 @@ restart:
         }
     } while (cont);
 
-    /* Objects we knew that the list no longer has were deleted during the
-     * gap: emit them, then forget them. */
-    kwb_store_foreach(w->live, 1, collect_vanished, &v);
-    if (v.rc < 0) {
-        rc = -EAGAIN;
-        snprintf(r->errmsg, sizeof(r->errmsg), "%s", strerror(-v.rc));
-        goto out;
-    }
-    for (size_t i = 0; i < v.n; i++) {
-        kwb_store_del(w->live, v.uids[i]);
-    }
-    rc = kwb_batch_mark(w->batch, list_rv);
-    if (rc == 0) {
-        rc = set_rv(w, list_rv);
-    }
-    if (rc == 0) {
-        rc = flush_batch(w);
-    }
+    rc = finish_list(w, list_rv, &vanished);
     if (rc == 0) {
         wlog(w, KWB_LOG_INFO,
              "listed %zu objects in %d pages at resourceVersion %s, %zu "
              "vanished",
-             items, pages, list_rv, v.n);
+             items, pages, list_rv, vanished);
+    } else if (rc != -ECANCELED) {
+        snprintf(r->errmsg, sizeof(r->errmsg), "%s", strerror(-rc));
+        rc = -EAGAIN;
     }
 out:
-    for (size_t i = 0; i < v.n; i++) {
-        free(v.uids[i]);
-    }
-    free(v.uids);
     free(cont);
     update_objects(w);
     return rc;
@@ -480,6 +528,20 @@ static int on_line(void *opaque, const char *line, size_t len)
     int t, rc;
 
     if (kwb_jscan_event(line, len, &ev, &jerr) < 0) {
+        const char *at = w->rv ? w->rv : "";
+        if (w->bad_rv && strcmp(w->bad_rv, at) == 0) {
+            /* The same place fails again: the server keeps sending it.
+             * A relist gets the current state past the poison line. */
+            w->need_list = 1;
+            return stream_fail(w, END_ERROR,
+                               "invalid watch event (%zu bytes) at byte "
+                               "%zu: %s; again after resourceVersion %s, "
+                               "relisting",
+                               len, jerr.offset, jerr.msg ? jerr.msg : "?",
+                               at);
+        }
+        free(w->bad_rv);
+        w->bad_rv = strdup(at);
         return stream_fail(w, END_ERROR,
                            "invalid watch event (%zu bytes) at byte %zu: %s",
                            len, jerr.offset, jerr.msg ? jerr.msg : "?");
@@ -490,6 +552,28 @@ static int on_line(void *opaque, const char *line, size_t len)
             !rv[0]) {
             return stream_fail(w, END_ERROR,
                                "BOOKMARK without resourceVersion");
+        }
+        if (w->initial_sync) {
+            size_t gone = 0;
+            if (!ev.object.initial_events_end) {
+                /* A server that ignores sendInitialEvents sends plain
+                 * bookmarks and never the end marker: use LIST instead. */
+                w->wl_supported = 0;
+                return stream_fail(w, END_ERROR,
+                                   "server ignores sendInitialEvents (no "
+                                   "initial-events-end bookmark); using "
+                                   "paginated LIST");
+            }
+            w->initial_sync = 0;
+            if (finish_list(w, rv, &gone) < 0) {
+                return stream_fail(w, END_ERROR, "cannot finish the list");
+            }
+            list_done(w);
+            wlog(w, KWB_LOG_INFO,
+                 "streamed %zu objects at resourceVersion %s (watch-list), "
+                 "%zu vanished",
+                 w->initial_items, rv, gone);
+            return 0;
         }
         /* A bookmark moves the resume point; it is never emitted. */
         if (set_rv(w, rv) < 0 || kwb_batch_mark(w->batch, rv) < 0) {
@@ -511,6 +595,23 @@ static int on_line(void *opaque, const char *line, size_t len)
                            ev.object.status_code, reason, msg);
     }
     t = ev_type(&ev.type);
+    if (w->initial_sync && t == KWB_EV_ADDED) {
+        /* The initial state of a watch-list: diffed like a LIST page. */
+        if (!w->ectx.kind && ev.object.kind.p) {
+            w->ectx.kind = strndup(ev.object.kind.p, ev.object.kind.len);
+        }
+        w->initial_items++;
+        if (diff_item(w, &ev.object, w->list_skip) < 0) {
+            return stream_fail(w, END_ERROR, "out of memory");
+        }
+        return maybe_flush(w) < 0;
+    }
+    if (w->initial_sync && t >= 0) {
+        return stream_fail(w, END_ERROR,
+                           "%s event before the end of the initial "
+                           "events",
+                           kwb_ev_type_names[t]);
+    }
     if (t < 0) {
         char tname[64] = "";
         kwb_event_span_str(&ev.type, tname, sizeof(tname));
@@ -583,6 +684,11 @@ static int on_data(void *opaque, const char *data, size_t len)
 {
     struct kwb_watch *w = opaque;
 
+    if (!w->need_list) {
+        /* Resumed from a checkpoint: in sync once the watch streams. */
+        mark_synced(w);
+    }
+
     return kwb_framer_feed(&w->framer, data, len, on_line, on_oversize, w) !=
            0;
 }
@@ -645,7 +751,14 @@ static void do_watch(struct kwb_watch *w, struct kwb_kube_resp *r,
     if (kwb_kube_collection_url(w->kube, w->wc, url, sizeof(url)) < 0 ||
         append_query(url, sizeof(url), "watch", "1") ||
         append_query(url, sizeof(url), "allowWatchBookmarks", "true") ||
-        append_query(url, sizeof(url), "resourceVersion", w->rv) ||
+        (w->initial_sync
+             /* watch-list: the current state as ADDED events, then a
+              * bookmark marking its end, then changes. */
+             ? (append_query(url, sizeof(url), "sendInitialEvents",
+                             "true") ||
+                append_query(url, sizeof(url), "resourceVersionMatch",
+                             "NotOlderThan"))
+             : append_query(url, sizeof(url), "resourceVersion", w->rv)) ||
         append_query(url, sizeof(url), "timeoutSeconds", tmo) ||
         add_selectors(w, url, sizeof(url))) {
         w->end = END_ERROR;
@@ -701,38 +814,36 @@ static void *watch_main(void *arg)
     struct kwb_watch *w = arg;
     struct kwb_kube_resp r = {0};
     enum end_reason prev = END_NONE;
-    int synced = 0;
-    int relists = 0;
 
     atomic_store(&w->stats->last_event_ms, kwb_now_ms());
     w->need_list = w->rv == NULL;
+    w->wl_supported = w->cfg->watch_list != 0;
     while (!atomic_load(&w->stop)) {
         if (w->need_list) {
-            int skip = w->first_start && relists == 0 &&
-                       w->cfg->initial == KWB_INITIAL_SKIP;
-            if (relists > 0 || !w->first_start) {
-                atomic_fetch_add_explicit(&w->stats->relists, 1,
-                                          memory_order_relaxed);
-            }
-            int rc = do_list(w, skip, &r);
-            if (rc == -ECANCELED) {
-                break;
-            }
-            if (rc < 0) {
-                atomic_fetch_add_explicit(&w->stats->errors, 1,
-                                          memory_order_relaxed);
-                log_failure(w, "list", &r);
-                if (sleep_ms(w, kwb_backoff_next(&w->backoff, kwb_now_ms(),
-                                                 r.retry_after_s)) < 0) {
+            w->list_skip = w->first_start && w->syncs == 0 &&
+                           w->cfg->initial == KWB_INITIAL_SKIP;
+            if (w->wl_supported) {
+                /* The list happens inside the next watch request. */
+                w->initial_sync = 1;
+                w->initial_items = 0;
+                kwb_store_begin_mark(w->live);
+            } else {
+                int rc = do_list(w, w->list_skip, &r);
+                if (rc == -ECANCELED) {
                     break;
                 }
-                continue;
-            }
-            relists++;
-            w->need_list = 0;
-            if (!synced) {
-                synced = 1;
-                atomic_store(&w->stats->synced, 1);
+                if (rc < 0) {
+                    atomic_fetch_add_explicit(&w->stats->errors, 1,
+                                              memory_order_relaxed);
+                    log_failure(w, "list", &r);
+                    if (sleep_ms(w, kwb_backoff_next(&w->backoff,
+                                                     kwb_now_ms(),
+                                                     r.retry_after_s)) < 0) {
+                        break;
+                    }
+                    continue;
+                }
+                list_done(w);
             }
         }
         int64_t started = kwb_now_ms();
@@ -741,10 +852,19 @@ static void *watch_main(void *arg)
             break;
         }
         prev = w->end;
-        if (r.status == 200 && !synced) {
-            /* Resumed from a checkpoint: synced once the watch is up. */
-            synced = 1;
-            atomic_store(&w->stats->synced, 1);
+        if (w->initial_sync) {
+            /* The watch-list did not complete. A server without the
+             * feature rejects the parameters: fall back to LIST at once. */
+            w->initial_sync = 0;
+            if (w->cfg->watch_list < 0 &&
+                (r.status == 400 || r.status == 422)) {
+                w->wl_supported = 0;
+                wlog(w, KWB_LOG_INFO,
+                     "server does not support streaming lists (HTTP %ld: "
+                     "%s); using paginated LIST",
+                     r.status, r.errmsg);
+                continue;
+            }
         }
         switch (w->end) {
         case END_TIMEOUT:
@@ -869,5 +989,6 @@ void kwb_watch_free(struct kwb_watch *w)
     kwb_framer_free(&w->framer);
     kwb_batch_free(w->batch);
     free(w->rv);
+    free(w->bad_rv);
     free(w);
 }

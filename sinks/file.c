@@ -135,7 +135,7 @@ static int file_open(struct file_sink *f)
 {
     struct stat st;
 
-    f->fd = open(f->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    f->fd = open(f->path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
     if (f->fd < 0) {
         return -errno;
     }

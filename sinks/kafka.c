@@ -4,7 +4,17 @@
  * One event = one message: key = uid (one object's changes stay in one
  * partition, in order), value = the event JSON, headers type, kind,
  * namespace, cluster, resourceVersion. The topic may be a template with
- * {resource}, {namespace}, {kind} and {cluster}.
+ * {resource}, {namespace}, {kind} and {cluster}; a watch's own `topic` key
+ * overrides it for that watch's events.
+ *
+ * Producer defaults, each overridable in `properties`: enable.idempotence
+ * = true, acks = all, message.timeout.ms = 0 (retry transient errors
+ * forever), linger.ms = 5, queue.buffering.max.messages = 32768,
+ * client.id = kube-watch-bridge, socket.keepalive.enable = true. Not
+ * allowed there: bootstrap.servers (the `brokers` key),
+ * delivery.report.only.error, transactional.id. An unknown property name
+ * without a '.' has its '_' read as '.' (linger_ms), for plain libconfig
+ * names.
  *
  * Delivery: librdkafka retries transient errors itself; by default it does
  * so forever (message.timeout.ms = 0), so an event is acknowledged only
@@ -43,6 +53,7 @@ _Static_assert(sizeof(uintptr_t) >= sizeof(uint64_t),
 #define KAFKA_TOPIC_MAX        249 /* Kafka's limit on a topic name */
 #define KAFKA_ERRLOG_SLOTS     4
 #define KAFKA_ERRLOG_PERIOD_MS 30000
+#define KAFKA_START_WAIT_MS    2000
 
 struct kafka_ack {
     uint64_t token;
@@ -56,6 +67,12 @@ struct kafka_errlog {
     unsigned suppressed;
 };
 
+/* A watch's own topic (`topic` in its group) overrides the sink's. */
+struct kafka_route {
+    char *watch_id; /* "<api>/<resource>[@<namespace>]", as config.c */
+    char *topic;
+};
+
 struct kafka_sink {
     char *name;
     char *cluster;
@@ -65,6 +82,8 @@ struct kafka_sink {
 
     char *topic; /* the topic or its template */
     int templated;
+    struct kafka_route *routes;
+    size_t n_routes;
 
     rd_kafka_conf_t *conf; /* kept: each producer gets a dup */
     rd_kafka_t *rk;
@@ -82,6 +101,7 @@ struct kafka_sink {
     int all_down; /* since the last "all brokers down" error */
     int64_t down_since_ms;
     int fatal; /* fatal producer error: purge, then a new producer */
+    int64_t retry_create_ms; /* when a failed replacement is tried again */
     struct kafka_errlog errlog[KAFKA_ERRLOG_SLOTS];
 };
 
@@ -427,8 +447,9 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac,
     } else {
         lvl = 0;
     }
-    /* Connection failures also reach on_error, which rate-limits them. */
-    if (strcmp(fac, "FAIL") == 0 && lvl > 0) {
+    /* Connection failures also reach on_error, which rate-limits them;
+     * fatal errors are logged by check_fatal(). */
+    if ((strcmp(fac, "FAIL") == 0 || strcmp(fac, "FATAL") == 0) && lvl > 0) {
         lvl = 0;
     }
     ks->log(lvl, ks->name, "librdkafka %s: %s", fac, buf);
@@ -495,9 +516,18 @@ static int conf_set(rd_kafka_conf_t *conf, const char *raw, const char *prop,
     return -1;
 }
 
+/* librdkafka knows the name (a few have '_': log_level, enabled_events). */
+static int prop_known(const rd_kafka_conf_t *conf, const char *prop)
+{
+    size_t size = 0;
+
+    return rd_kafka_conf_get(conf, prop, NULL, &size) != RD_KAFKA_CONF_UNKNOWN;
+}
+
 /*
- * Apply the `properties` group. A libconfig name cannot contain '.', so a
- * name without one has its '_' read as '.' (linger_ms = "linger.ms").
+ * Apply the `properties` group. A plain libconfig name cannot contain '.',
+ * so an unknown name without one has its '_' read as '.' (linger_ms =
+ * "linger.ms"); quoted names ("linger.ms") arrive as they are.
  */
 static int apply_properties(rd_kafka_conf_t *conf,
                             const config_setting_t *props, char *errbuf,
@@ -522,7 +552,7 @@ static int apply_properties(rd_kafka_conf_t *conf,
             snprintf(errbuf, errsize, "properties: invalid property name");
             return -1;
         }
-        if (!strchr(prop, '.')) {
+        if (!strchr(prop, '.') && !prop_known(conf, prop)) {
             for (char *c = prop; *c; c++) {
                 if (*c == '_') {
                     *c = '.';
@@ -600,6 +630,84 @@ static int conf_check(const rd_kafka_conf_t *conf, char *errbuf, size_t errsize)
     return 0;
 }
 
+static const char *member_string(const config_setting_t *g, const char *key)
+{
+    const char *v = NULL;
+
+    if (!config_setting_lookup_string(g, key, &v)) {
+        return NULL;
+    }
+    return v;
+}
+
+/*
+ * Per-watch topics. An event carries only its watch id, so read the
+ * watches' `topic` keys from the same config (config.c has validated
+ * them) and map id -> topic. 0 or -1 on -ENOMEM.
+ */
+static int load_routes(struct kafka_sink *ks, const config_setting_t *group)
+{
+    const config_setting_t *watches;
+    int n;
+
+    if (!group->config) {
+        return 0;
+    }
+    watches = config_setting_get_member(config_root_setting(group->config),
+                                        "watches");
+    n = watches ? config_setting_length(watches) : 0;
+    if (n <= 0) {
+        return 0;
+    }
+    ks->routes = calloc((size_t)n, sizeof(*ks->routes));
+    if (!ks->routes) {
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *w = config_setting_get_elem(watches, i);
+        const char *api = member_string(w, "api");
+        const char *res = member_string(w, "resource");
+        const char *ns = member_string(w, "namespace");
+        const char *topic = member_string(w, "topic");
+        struct kafka_route *r = &ks->routes[ks->n_routes];
+        int len;
+
+        if (!api || !res || !topic || !*topic) {
+            continue;
+        }
+        if (ns && !*ns) {
+            ns = NULL; /* "" = all namespaces, as in config.c */
+        }
+        len = snprintf(NULL, 0, "%s/%s%s%s", api, res, ns ? "@" : "",
+                       ns ? ns : "");
+        r->watch_id = malloc((size_t)len + 1);
+        r->topic = strdup(topic);
+        if (!r->watch_id || !r->topic) {
+            free(r->watch_id);
+            free(r->topic);
+            return -1;
+        }
+        snprintf(r->watch_id, (size_t)len + 1, "%s/%s%s%s", api, res,
+                 ns ? "@" : "", ns ? ns : "");
+        ks->n_routes++;
+    }
+    return 0;
+}
+
+static const char *route_topic(const struct kafka_sink *ks,
+                               const char *watch_id)
+{
+    if (!watch_id) {
+        return NULL;
+    }
+    for (size_t i = 0; i < ks->n_routes; i++) {
+        if (strcmp(ks->routes[i].watch_id, watch_id) == 0) {
+            return ks->routes[i].topic;
+        }
+    }
+    return NULL;
+}
+
 static void kafka_close(void *sink)
 {
     struct kafka_sink *ks = sink;
@@ -617,6 +725,11 @@ static void kafka_close(void *sink)
     if (ks->conf) {
         rd_kafka_conf_destroy(ks->conf);
     }
+    for (size_t i = 0; i < ks->n_routes; i++) {
+        free(ks->routes[i].watch_id);
+        free(ks->routes[i].topic);
+    }
+    free(ks->routes);
     free(ks->acks);
     free(ks->topic);
     free(ks->name);
@@ -691,6 +804,10 @@ static void *kafka_init(const struct config_setting_t *group,
         snprintf(errbuf, errsize, "out of memory");
         goto fail;
     }
+    if (load_routes(ks, g)) {
+        snprintf(errbuf, errsize, "out of memory");
+        goto fail;
+    }
     ks->ack = env->ack;
     ks->ack_opaque = env->ack_opaque;
     ks->log = env->log;
@@ -747,11 +864,28 @@ static int producer_new(struct kafka_sink *ks)
 static int kafka_start(void *sink)
 {
     struct kafka_sink *ks = sink;
+    int rc;
 
     if (ks->rk) {
         return 0;
     }
-    return producer_new(ks);
+    rc = producer_new(ks);
+    if (rc < 0) {
+        return rc;
+    }
+    /* The pipeline samples ready() right after start: give the first
+     * metadata request a moment, bounded, so a reachable cluster reports
+     * ready at once. Events wait in the pipeline meanwhile. */
+    if (rd_kafka_controllerid(ks->rk, KAFKA_START_WAIT_MS) >= 0) {
+        ks->ever_up = 1;
+        ks->log(1, ks->name, "kafka: connected, producing to \"%s\"",
+                ks->topic);
+    } else {
+        ks->log(2, ks->name,
+                "kafka: no broker reachable yet; events are held until one "
+                "is");
+    }
+    return 0;
 }
 
 /*
@@ -764,8 +898,13 @@ static void check_fatal(struct kafka_sink *ks)
     char errstr[512];
 
     if (!ks->rk) {
-        if (ks->fatal && producer_new(ks) == 0) {
-            ks->fatal = 0;
+        /* The replacement failed (logged): try again, once a second. */
+        if (ks->fatal && now_ms() >= ks->retry_create_ms) {
+            if (producer_new(ks) == 0) {
+                ks->fatal = 0;
+            } else {
+                ks->retry_create_ms = now_ms() + 1000;
+            }
         }
         return;
     }
@@ -785,6 +924,8 @@ static void check_fatal(struct kafka_sink *ks)
         ks->rk = NULL;
         if (producer_new(ks) == 0) {
             ks->fatal = 0;
+        } else {
+            ks->retry_create_ms = now_ms() + 1000;
         }
     }
 }
@@ -794,7 +935,7 @@ static int kafka_submit(void *sink, const struct kwb_sink_event *ev,
 {
     struct kafka_sink *ks = sink;
     char topic[KAFKA_TOPIC_MAX + 2];
-    const char *name = ks->topic;
+    const char *name;
     const char *ns = ev->namespace_ ? ev->namespace_ : "";
     const char *cluster = ev->cluster ? ev->cluster : ks->cluster;
     const char *uid = ev->uid ? ev->uid : "";
@@ -807,9 +948,11 @@ static int kafka_submit(void *sink, const struct kwb_sink_event *ev,
         return -ENOTCONN;
     }
     if (reserve(ks, ks->inflight + 1)) {
-        return -ENOMEM;
+        /* Out of memory is no reason to dead-letter: retry later. */
+        return -EAGAIN;
     }
-    if (ks->templated) {
+    name = route_topic(ks, ev->watch_id);
+    if (!name && ks->templated) {
         if (topic_expand(ks->topic, ev, ks->cluster, topic, sizeof(topic)) <
             0) {
             /* Nothing to retry: the event's own fields make it invalid. */
@@ -818,6 +961,8 @@ static int kafka_submit(void *sink, const struct kwb_sink_event *ev,
             return 0;
         }
         name = topic;
+    } else if (!name) {
+        name = ks->topic;
     }
     err = rd_kafka_producev(
         ks->rk, RD_KAFKA_V_TOPIC(name), RD_KAFKA_V_MSGFLAGS(0),

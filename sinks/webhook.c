@@ -17,9 +17,11 @@
  * bound. While `cur` is being retried and `next` is full, submit() returns
  * -EAGAIN.
  *
- * Every attempt is signed anew (X-KWB-Signature over the exact body sent)
- * and re-reads the bearer token file when it changed (rotation). Secrets,
- * tokens, signatures and bodies are never logged.
+ * Every attempt is signed anew (X-KWB-Signature over the exact body sent),
+ * carries X-KWB-Attempt, X-KWB-Events and X-KWB-Batch-Id (the same for
+ * every attempt of a batch) and re-reads the bearer token file when it
+ * changed (rotation). Secrets, tokens, signatures and bodies are never
+ * logged.
  */
 #include "webhook.h"
 #include "sink.h"
@@ -77,7 +79,8 @@ struct webhook {
     unsigned attempt; /* attempts of cur so far */
     int64_t retry_at_ms;
     uint64_t batch_seq;
-    int failing; /* the last attempt failed: log the recovery */
+    uint64_t instance; /* random per sink instance, for X-KWB-Batch-Id */
+    int failing;       /* the last attempt failed: log the recovery */
 
     /* Answer of the attempt in flight. */
     long retry_after_ms; /* -1 when absent */
@@ -747,7 +750,7 @@ static int build_headers(struct webhook *w, struct curl_slist **out)
 {
     struct curl_slist *l = NULL;
     char sig[128];
-    char num[32];
+    char num[48];
     int rc;
 
     *out = NULL;
@@ -755,11 +758,18 @@ static int build_headers(struct webhook *w, struct curl_slist **out)
         (rc = header_add(&l, "Expect", "")) < 0) {
         goto out;
     }
-    /* "Expect:" with an empty value removes curl's 100-continue. */
+    /* "Expect:" with an empty value removes curl's 100-continue.
+     * X-KWB-Batch-Id stays the same over the attempts of one batch, so a
+     * receiver can drop a retry of a batch it already took (a 2xx lost to
+     * a client timeout). */
     if (snprintf(num, sizeof(num), "%u", w->attempt + 1) < 0 ||
         (rc = header_add(&l, "X-KWB-Attempt", num)) < 0 ||
         snprintf(num, sizeof(num), "%zu", w->cur.n) < 0 ||
-        (rc = header_add(&l, "X-KWB-Events", num)) < 0) {
+        (rc = header_add(&l, "X-KWB-Events", num)) < 0 ||
+        snprintf(num, sizeof(num), "%016llx-%llu",
+                 (unsigned long long)w->instance,
+                 (unsigned long long)w->batch_seq) < 0 ||
+        (rc = header_add(&l, "X-KWB-Batch-Id", num)) < 0) {
         rc = rc < 0 ? rc : -EIO;
         goto out;
     }
@@ -1106,6 +1116,8 @@ static void *webhook_init(const struct config_setting_t *group,
     if (!w->rng) {
         w->rng = 0x9e3779b97f4a7c15ULL;
     }
+    w->instance = (uint64_t)(rnd01(w) * 9007199254740992.0) ^
+                  ((uint64_t)time(NULL) << 20);
     return w;
 fail:
     webhook_close(w);

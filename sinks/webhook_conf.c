@@ -42,7 +42,8 @@ const char *const kwb_webhook_keys[] = {
 static const char *const reserved_headers[] = {
     "Authorization",  "X-KWB-Signature",   "Content-Type",
     "Content-Length", "Transfer-Encoding", "Host",
-    "Expect",         "Connection",        NULL,
+    "Expect",         "Connection",        "X-KWB-Attempt",
+    "X-KWB-Events",   "X-KWB-Batch-Id",    NULL,
 };
 
 static void sfree(char **p)

@@ -1871,7 +1871,28 @@ class Handler(BaseHTTPRequestHandler):
             if self.wants_table() else None
         w = Watcher(res.key)
         with store.cond:
-            if watch_list or (want is None and sie is None):
+            if want is not None and want > store.rv:
+                # like the watch cache: wait up to 3 s for the revision
+                limit = time.monotonic() + 3.0
+                while want > store.rv and time.monotonic() < limit:
+                    store.cond.wait(limit - time.monotonic())
+                if want > store.rv:
+                    expired_ev = {
+                        "type": "ERROR", "object": {
+                            "kind": "Status", "apiVersion": "v1",
+                            "metadata": {}, "status": "Failure",
+                            "message": "Too large resource version: %d, "
+                            "current: %d" % (want, store.rv),
+                            "reason": "Timeout",
+                            "details": {"causes": [{
+                                "reason": "ResourceVersionTooLarge",
+                                "message": "Too large resource version"}],
+                                "retryAfterSeconds": 1},
+                            "code": 504}}
+            if expired_ev is not None:
+                pos = want
+            elif watch_list or (want is None and sie is None):
+                # current state (watch-list: at least revision want)
                 keys, d = store.snapshot(res)
                 for k in keys:
                     r = d[k]
@@ -1893,24 +1914,6 @@ class Handler(BaseHTTPRequestHandler):
                         "reason": "Expired", "code": 410}}
                 pos = want
             else:
-                if want > store.rv:
-                    # like the watch cache: wait up to 3 s for the revision
-                    limit = time.monotonic() + 3.0
-                    while want > store.rv and time.monotonic() < limit:
-                        store.cond.wait(limit - time.monotonic())
-                    if want > store.rv:
-                        expired_ev = {
-                            "type": "ERROR", "object": {
-                                "kind": "Status", "apiVersion": "v1",
-                                "metadata": {}, "status": "Failure",
-                                "message": "Too large resource version: %d, "
-                                "current: %d" % (want, store.rv),
-                                "reason": "Timeout",
-                                "details": {"causes": [{
-                                    "reason": "ResourceVersionTooLarge",
-                                    "message": "Too large resource version"
-                                }], "retryAfterSeconds": 1},
-                                "code": 504}}
                 pos = want
             if expired_ev is None:
                 st.watchers[w.id] = w

@@ -187,6 +187,19 @@ class WatchTest(unittest.TestCase):
             api.create("configmaps", cm("wl-live"), namespace="w4")
             live = w.events_until(lambda e: e["type"] == "ADDED")
             self.assertEqual(name_of(live[-1]), "wl-live")
+        # NotOlderThan a future revision: the state waits for it
+        nxt = api.resource_version() + 1
+        t = threading.Timer(0.3, lambda: api.create(
+            "configmaps", cm("wl-fut"), namespace="w4"))
+        t.start()
+        with RawWatch(api, "configmaps", "w4", sendInitialEvents="true",
+                      resourceVersionMatch="NotOlderThan",
+                      resourceVersion=str(nxt),
+                      allowWatchBookmarks="true") as w:
+            t.join()
+            evs = w.events_until(lambda e: e["type"] == "BOOKMARK")
+            self.assertIn("wl-fut", [name_of(e) for e in evs])
+            self.assertGreaterEqual(rv_of(evs[-1]), nxt)
         # invalid combinations are 422
         for q in ({"sendInitialEvents": "true",
                    "allowWatchBookmarks": "true"},

@@ -45,8 +45,33 @@ def kubectl_env():
     return env
 
 
+_MINOR = None
+
+
+def kubectl_minor():
+    """The client's minor version (Debian's kubernetes-client is 1.20)."""
+    global _MINOR
+    if _MINOR is None:
+        _MINOR = 99
+        try:
+            out = subprocess.run([KUBECTL, "version", "--client", "-o",
+                                  "json"], capture_output=True, text=True,
+                                 timeout=30).stdout
+            _MINOR = int("".join(c for c in json.loads(out)[
+                "clientVersion"]["minor"] if c.isdigit()))
+        except (ValueError, KeyError, OSError, subprocess.SubprocessError):
+            pass
+    return _MINOR
+
+
 def kubectl(kubeconfig, *args, timeout=30, input=None, check=True):
-    r = subprocess.run([KUBECTL, "--kubeconfig", kubeconfig] + list(args),
+    args = list(args)
+    # Clients before 1.24 validate create/apply against the protobuf
+    # /openapi/v2 document, which this server does not serve: the server
+    # validates instead.
+    if args and args[0] in ("create", "apply") and kubectl_minor() < 24:
+        args.insert(1, "--validate=false")
+    r = subprocess.run([KUBECTL, "--kubeconfig", kubeconfig] + args,
                        capture_output=True, text=True, timeout=timeout,
                        input=input, env=kubectl_env())
     if check and r.returncode != 0:

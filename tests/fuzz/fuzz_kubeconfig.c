@@ -37,6 +37,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char *text;
     CURL *h;
     size_t n;
+    int whole;
     int rc;
 
     if (!inited) {
@@ -75,7 +76,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (strcmp(kwb_kube_auth_source(a), "kubeconfig:" FUZZ_PATH) != 0) {
         abort();
     }
-    kwb_kube_auth_describe(a, desc, sizeof(desc));
+    /* A long server URL can truncate the description: then it cannot be
+     * compared. */
+    whole = kwb_kube_auth_describe(a, desc, sizeof(desc)) < (int)sizeof(desc);
     h = curl_easy_init();
     if (h) {
         if (kwb_kube_auth_apply(a, h, &hdrs, err, sizeof(err)) != 0) {
@@ -85,7 +88,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                      strncmp(hdrs->data, "Authorization: Bearer ", 22) != 0)) {
             abort();
         }
-        if (!hdrs != !!strstr(desc, " token=none")) {
+        if (whole && !hdrs != !!strstr(desc, " token=none")) {
             abort();
         }
         curl_slist_free_all(hdrs);

@@ -6,7 +6,7 @@ SinkDriver runs tests/helpers/kafka_sink_driver.c, which drives the Kafka
 sink through its kwb_sink_ops. consume() reads a topic back with kcat, an
 independent consumer.
 
-Timeouts scale with KWB_TIMEOUT_MULT (sanitizer and valgrind runs).
+Timeouts scale with KWB_TEST_TIMEOUT_MULT (sanitizer and valgrind runs).
 """
 
 import json
@@ -20,7 +20,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE_DIR = os.environ.get("KWB_SOURCE_DIR",
                             os.path.dirname(os.path.dirname(HERE)))
 BUILD_DIR = os.environ.get("KWB_BUILD_DIR", os.path.join(SOURCE_DIR, "build"))
-MULT = float(os.environ.get("KWB_TIMEOUT_MULT", "1"))
+MULT = float(os.environ.get("KWB_TEST_TIMEOUT_MULT", "1"))
 
 
 def helper(name):
@@ -103,10 +103,11 @@ class KafkaMock:
 class SinkDriver:
     """The Kafka sink driven through its ops, as the pipeline would."""
 
-    def __init__(self, tmpdir, sink_conf, uids=10, cluster="test-cluster"):
+    def __init__(self, tmpdir, sink_conf, uids=10, cluster="test-cluster",
+                 extra=""):
         self.conf_path = os.path.join(tmpdir, "sink-%d.conf" % id(self))
         with open(self.conf_path, "w") as f:
-            f.write("sink = {\n%s\n};\n" % sink_conf)
+            f.write("sink = {\n%s\n};\n%s\n" % (sink_conf, extra))
         self.stderr_path = self.conf_path + ".stderr"
         self.stderr = open(self.stderr_path, "w")
         self.proc = subprocess.Popen(

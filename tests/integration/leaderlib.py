@@ -135,8 +135,12 @@ leader_election = {
 };
 """ % (cluster, tmp, LEASE_NAME, identity, LEASE_S, RENEW_S, RETRY_S))
         self.err = open(os.path.join(tmp, identity + ".err"), "wb")
+        # Never in-cluster, even when the tests run inside a pod.
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("KUBERNETES_SERVICE_")}
         self.proc = subprocess.Popen([find_driver(), "--config", conf],
-                                     stdout=subprocess.PIPE, stderr=self.err)
+                                     stdout=subprocess.PIPE, stderr=self.err,
+                                     env=env)
         self.lines = []
         self.cond = threading.Condition()
         self.reader = threading.Thread(target=self._read, daemon=True)

@@ -89,6 +89,21 @@ def conf_watches(conf):
     return out
 
 
+def conf_watch_ids(conf):
+    """Watch ids ("<api>/<resource>[@<namespace>]") of an agent config."""
+    body = re.sub(r"#[^\n]*", "", conf)
+    m = re.search(r"watches\s*=\s*\((.*?)\);", body, re.S)
+    out = []
+    for grp in re.findall(r"\{([^}]*)\}", m.group(1) if m else ""):
+        api = re.search(r'api\s*=\s*"([^"]*)"', grp)
+        res = re.search(r'resource\s*=\s*"([^"]*)"', grp)
+        ns = re.search(r'namespace\s*=\s*"([^"]*)"', grp)
+        if api and res:
+            out.append("%s/%s%s" % (api.group(1), res.group(1),
+                                    "@" + ns.group(1) if ns else ""))
+    return out
+
+
 def conf_string(conf, key):
     body = re.sub(r"#[^\n]*", "", conf)
     m = re.search(r'\b%s\s*=\s*"([^"]*)"' % re.escape(key), body)
@@ -226,13 +241,26 @@ def check_rbac(objs, conf):
                                    "namespace": NAMESPACE}],
           "ClusterRoleBinding binds only the service account")
 
+    cm_names = set()
     for role in [o for o in objs if o["kind"] == "Role"]:
         for rule in role.get("rules", []):
-            check(rule.get("apiGroups") == ["coordination.k8s.io"] and
-                  rule.get("resources") == ["leases"] and
+            check(rule.get("apiGroups") in (["coordination.k8s.io"], [""]) and
+                  rule.get("resources") in (["leases"], ["configmaps"]) and
                   set(rule.get("verbs", [])) <= {"get", "create", "update"},
-                  "Role %s: only leases get/create/update"
+                  "Role %s: only leases/configmaps get/create/update"
                   % role["metadata"]["name"])
+            if rule.get("resources") == ["configmaps"]:
+                check("get" not in rule.get("verbs", []) or
+                      rule.get("resourceNames"),
+                      "configmaps get/update limited by name")
+                cm_names |= set(rule.get("resourceNames", []))
+    # The configmap state backend's names: "<prefix>-<watch id sanitized>".
+    prefix = conf_string(conf, "configmap_name_prefix") or "kube-watch-bridge"
+    expect = {prefix + "-" + re.sub(r"[^a-z0-9]+", "-", wid.lower()).strip("-")
+              for wid in conf_watch_ids(conf)}
+    check(cm_names == expect,
+          "checkpoint Role names exactly the watches' ConfigMaps (%s vs %s)"
+          % (sorted(cm_names), sorted(expect)))
     for rb in [o for o in objs if o["kind"] == "RoleBinding"]:
         check(rb.get("subjects") == [{"kind": "ServiceAccount",
                                       "name": "kube-watch-bridge",

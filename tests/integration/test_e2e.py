@@ -44,7 +44,8 @@ class EndToEnd(TestCase):
 
     def test_paginated_initial_list(self):
         self.api.bulk("create", 60, prefix="listed")
-        agent = self.agent(watch_defaults={"list_page_size": 7}).start()
+        agent = self.agent(watch_defaults={"list_page_size": 7,
+                                           "watch_list": "off"}).start()
         events = agent.wait_events(60)
         agent.stop()
         events = agent.events()

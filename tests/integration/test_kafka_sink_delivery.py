@@ -78,6 +78,29 @@ class KafkaSinkDelivery(unittest.TestCase):
         self.assertTrue(all(json_kind(m) == "Pod" for m in pods))
         self.assertTrue(all(m["headers"]["namespace"] == "" for m in nss))
 
+    def test_watch_topic_overrides_sink_topic(self):
+        # The driver's cluster-scoped objects come from watch
+        # "v1/namespaces", the others from "v1/pods".
+        self.driver = ku.SinkDriver(
+            self.tmp.name,
+            'brokers = "%s"; topic = "k8s.{resource}";' % self.mock.bootstrap,
+            uids=8, extra='watches = ( { api = "v1"; resource = "pods"; }, '
+            '{ api = "v1"; resource = "namespaces"; '
+            'topic = "cluster-scoped"; } );')
+        self.driver.submit(40)
+        self.assertEqual(self.driver.wait_acks(40, 30), 40)
+        self.assertTrue(all(s == "OK" for s, _ in self.driver.acks.values()))
+        pods = ku.consume(self.mock.bootstrap, "k8s.pods", expect=30)
+        nss = ku.consume(self.mock.bootstrap, "cluster-scoped", expect=10)
+        self.assertEqual(len(pods), 30)
+        self.assertEqual(len(nss), 10)
+        ku.check_messages(self, pods)
+        ku.check_messages(self, nss)
+        self.assertTrue(all(json_kind(m) == "Pod" for m in pods))
+        self.assertTrue(all(json_kind(m) == "Namespace" for m in nss))
+        self.assertEqual(ku.consume(self.mock.bootstrap, "k8s.namespaces"),
+                         [])
+
 
 def json_kind(msg):
     return msg["headers"]["kind"]

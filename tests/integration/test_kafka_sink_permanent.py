@@ -1,8 +1,9 @@
 """Kafka sink, permanent and surfaced failures: an event over
-message.max.bytes and a topic authorisation error are acked KWB_ACK_FAIL
-with a reason naming librdkafka's error (the pipeline dead-letters them);
-a delivery timeout the user configured is acked KWB_ACK_RETRY; every
-other event is still delivered, each token acked exactly once."""
+message.max.bytes, a topic authorisation error and an unknown topic are
+acked KWB_ACK_FAIL with a reason naming librdkafka's error (the pipeline
+dead-letters them); a delivery timeout the user configured is acked
+KWB_ACK_RETRY; every other event is still delivered, each token acked
+exactly once."""
 
 import os
 import sys
@@ -78,6 +79,35 @@ class KafkaSinkPermanent(unittest.TestCase):
         msgs = ku.consume(self.mock.bootstrap, "events", expect=len(ok))
         events = ku.check_messages(self, msgs)
         self.assertEqual(sorted(events), ok)
+
+    def test_unknown_topic(self):
+        # A topic the cluster reports as unknown (auto-create off): after
+        # topic.metadata.propagation.max.ms every event for it FAILs, the
+        # first ones by delivery report, later ones refused at produce.
+        self.mock.cmd("topic-error missing 3")  # UNKNOWN_TOPIC_OR_PART
+        self.driver = ku.SinkDriver(
+            self.tmp.name,
+            'brokers = "%s"; topic = "k8s.{resource}"; properties = { '
+            'topic_metadata_propagation_max_ms = 1000; };'
+            % self.mock.bootstrap, uids=4,
+            extra='watches = ( { api = "v1"; resource = "pods"; '
+            'topic = "missing"; } );')
+        self.assertTrue(self.driver.ready(10))
+        self.driver.submit(8)
+        self.assertEqual(self.driver.wait_acks(8, 30), 8)
+        self.driver.submit(8)
+        self.assertEqual(self.driver.wait_acks(16, 30), 16)
+        self.assertEqual(self.driver.bad_acks, [])
+        acks = self.driver.acks
+        for t in range(1, 17):
+            status, reason = acks[t]
+            if t % 4 == 0:  # uid 3: a Namespace, watch v1/namespaces
+                self.assertEqual((status, reason), ("OK", None))
+            else:
+                self.assertEqual(status, "FAIL")
+                self.assertRegex(reason, "UNKNOWN_TOPIC")
+        nss = ku.consume(self.mock.bootstrap, "k8s.namespaces", expect=4)
+        self.assertEqual(len(ku.check_messages(self, nss)), 4)
 
     def test_user_message_timeout_is_retry(self):
         self.start('message_timeout_ms = 1500;')

@@ -160,6 +160,9 @@ class MetricsEndpoint(TestCase):
                            message="too old resource version")
         self.api.drop_watches(mode="clean")
         wait_for(lambda: reconnects("expired") == 1, what="expired 1")
+        # The relist (a streamed list) completes just after the reconnect.
+        wait_for(lambda: metric(agent.metrics(), "kwb_watch_relists_total",
+                                watch=WATCH) == 1, what="relist")
         ms = agent.metrics()
         self.assertEqual(metric(ms, "kwb_watch_expired_total", watch=WATCH), 1)
         self.assertEqual(metric(ms, "kwb_watch_relists_total", watch=WATCH), 1)

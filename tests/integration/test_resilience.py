@@ -122,9 +122,12 @@ class Resilience(TestCase):
         self.assertTrue(all(e["origin"] == "watch" for e in events[5:]))
         ws = watches(self.api)
         self.assertGreaterEqual(len(ws), 4)
-        lists = [r for r in self.api.request_log()
-                 if not r.get("watch") and r["path"] == "/api/v1/pods"]
-        self.assertEqual(len(lists), 1, "a timeout never relists")
+        syncs = [r for r in self.api.request_log()
+                 if r["path"] == "/api/v1/pods" and
+                 ("limit=" in r["query"] or
+                  "sendInitialEvents=true" in r["query"])]
+        self.assertEqual(len(syncs), 1, "a timeout never relists")
+        ws = [r for r in ws if "sendInitialEvents" not in r["query"]]
         for r in ws:
             self.assertIn("allowWatchBookmarks=true", r["query"])
             self.assertIn("timeoutSeconds=1", r["query"])
@@ -205,6 +208,25 @@ class Resilience(TestCase):
         log = agent.log()
         self.assertNotIn("first-secret-token", log)
         self.assertNotIn("second-secret-token", log)
+
+    def test_connect_failure_retries_until_the_server_is_up(self):
+        from kwb import free_port
+        port = free_port()
+        self.api.stop()
+        # Nothing listens yet: connection refused, logged, retried.
+        self.api = type(self.api)(port=port, bookmark_interval=0.3)
+        self.api.port = port
+        agent = self.agent(metrics=True)
+        agent.start()
+        wait_for(lambda: "Connection refused" in agent.log() or
+                 "Couldn't connect" in agent.log(), what="connect error")
+        time.sleep(1.0)
+        self.assertTrue(agent.alive())
+        self.api.start()
+        self.api.create("pods", pod("hello"))
+        agent.wait_events(1, timeout=30)
+        self.assertEqual(agent.stop(), 0)
+        self.assertEqual([e["name"] for e in agent.events()], ["hello"])
 
     def test_403_names_what_rbac_must_allow_and_recovers(self):
         self.api.forbid("pods", verbs=["list", "watch"])

@@ -8,7 +8,7 @@ retried until a 2xx and then everything is delivered once."""
 import json
 import os
 
-from kwb import TestCase, main, pod, wait_for, key
+from kwb import TestCase, main, metric, pod, wait_for, key
 from webhook_receiver import Receiver, make_certs
 from webhook_testlib import delivered
 
@@ -34,7 +34,7 @@ class WebhookAgent(TestCase):
             self.rx.stop()
         super().tearDown()
 
-    def start(self, script=None, **sink_keys):
+    def start(self, script=None, metrics=False, **sink_keys):
         self.rx = Receiver(tls=self.certs, secret=SECRET, token=TOKEN,
                            script=script)
         self.rx.start()
@@ -45,7 +45,7 @@ class WebhookAgent(TestCase):
                 "linger_ms": 20, "retry_initial_ms": 100,
                 "retry_max_ms": 500, "dead_letter_path": self.dead_letter}
         sink.update(sink_keys)
-        agent = self.agent(sinks=[sink]).start()
+        agent = self.agent(sinks=[sink], metrics=metrics).start()
         wait_for(lambda: any(r["path"].endswith("/pods") and
                              "watch" in r.get("query", "")
                              for r in self.api.request_log()),
@@ -150,6 +150,66 @@ class WebhookAgent(TestCase):
         self.assertNoDuplicates(events)
         self.assertMatchesServer(events)
         self.assertEqual(self.dead_letters(), [])
+
+    def test_graceful_stop_delivers_lingering_batch_restart_is_clean(self):
+        # linger_ms keeps the events in the open batch; a graceful stop
+        # must still deliver them (before the shutdown deadline) and a
+        # restart must not deliver them again. (The linger is kept below
+        # the shutdown timeout: the pipeline calls flush() only once its
+        # deadline has passed.)
+        agent = self.start(metrics=True, linger_ms=4000,
+                           batch_max_events=1000)
+        for i in range(3):
+            self.api.create("pods", pod("lg-%d" % i))
+        wait_for(lambda: metric(agent.metrics(), "kwb_events_emitted_total",
+                                watch="v1/pods", type="ADDED",
+                                origin="watch") >= 3, 20,
+                 what="3 events emitted")
+        self.assertEqual(self.rx.requests(), [], "held by linger_ms")
+        self.assertEqual(agent.stop(), 0)
+        events = self.received()
+        self.assertEqual(sorted(e["name"] for e in events),
+                         ["lg-0", "lg-1", "lg-2"])
+        self.assertEqual(len(self.rx.requests()), 1)
+        # Restart: the checkpoint covers them; only the new change comes.
+        seen = len(self.api.request_log())
+        agent.start()
+        wait_for(lambda: any(r["path"].endswith("/pods") and
+                             "watch" in r.get("query", "")
+                             for r in self.api.request_log()[seen:]),
+                 what="the restarted agent's watch")
+        self.api.create("pods", pod("after"))
+        wait_for(lambda: len(self.received()) >= 4, 20,
+                 what="the change after the restart")
+        self.assertEqual(agent.stop(), 0)
+        events = self.received()
+        self.assertNoDuplicates(events)
+        self.assertEqual(sorted(e["name"] for e in events),
+                         ["after", "lg-0", "lg-1", "lg-2"])
+
+    def test_cloudevents_from_the_agent(self):
+        agent = self.start(format="cloudevents")
+        self.api.create("pods", pod("ce-a"))
+        self.api.create("pods", pod("ce-b"))
+        self.api.patch("pods", "ce-a", {"metadata": {"labels": {"v": "2"}}})
+        wait_for(lambda: len(self.received()) >= 3, 20,
+                 what="3 CloudEvents")
+        self.assertEqual(agent.stop(), 0)
+        ces = [ce for r in self.rx.requests() if r["status"] == 200
+               for ce in json.loads(r["body"])]
+        self.assertEqual(len(ces), 3)
+        for ce in ces:
+            ev = ce["data"]
+            self.assertEnvelope(ev)
+            self.assertEqual(ce["specversion"], "1.0")
+            self.assertEqual(ce["id"], "%s:%s:%s" % key(ev))
+            self.assertEqual(ce["source"], "test-cluster/v1/pods")
+            self.assertEqual(ce["type"], "io.k8s.watch." + ev["type"].lower())
+            self.assertEqual(ce["subject"], "default/" + ev["name"])
+            self.assertEqual(ce["time"], ev["observedAt"])
+        self.assertEqual([ce["type"] for ce in ces],
+                         ["io.k8s.watch.added", "io.k8s.watch.added",
+                          "io.k8s.watch.modified"])
 
 
 if __name__ == "__main__":

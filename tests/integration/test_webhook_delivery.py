@@ -44,6 +44,12 @@ class TestWebhookDelivery(WebhookTest):
         # Escapes and UTF-8 in the object pass through unchanged.
         self.assertEqual(events[3]["object"]["data"]["note"],
                          'q"b\\ \u00e9 \u00e9 {[,]}')
+        # Each batch its own id, the same instance prefix.
+        ids = [r["headers"]["x-kwb-batch-id"] for r in reqs]
+        self.assertEqual(len(set(ids)), len(reqs))
+        self.assertEqual(len({i.split("-")[0] for i in ids}), 1)
+        self.assertEqual(sum(int(r["headers"]["x-kwb-events"])
+                             for r in reqs), 50)
         # Keep-alive: one connection for every batch.
         self.assertEqual(len({r["peer_port"] for r in reqs}), 1)
         # Never in logs: token, secret, signature.

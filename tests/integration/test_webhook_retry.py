@@ -8,8 +8,8 @@ import email.utils
 import time
 import unittest
 
-from webhook_testlib import (WebhookTest, delivered, run_driver, seqs,
-                             sink_config)
+from webhook_testlib import (TIMEOUT_MULT, WebhookTest, delivered,
+                             run_driver, seqs, sink_config)
 
 
 class TestWebhookRetry(WebhookTest):
@@ -36,6 +36,12 @@ class TestWebhookRetry(WebhookTest):
         self.assertTrue(all(r["sig_ok"] for r in reqs))
         self.assertEqual([r["headers"]["x-kwb-attempt"] for r in reqs],
                          ["1", "2", "3", "4"])
+        # One batch id over the attempts; no Expect: 100-continue.
+        self.assertEqual(len({r["headers"]["x-kwb-batch-id"]
+                              for r in reqs}), 1)
+        self.assertTrue(all(r["headers"]["x-kwb-events"] == "10"
+                            for r in reqs))
+        self.assertTrue(all("expect" not in r["headers"] for r in reqs))
         self.assertEqual(seqs(delivered(reqs)), list(range(10)))
         self.assertTrue(any("HTTP 500" in l.get("msg", "")
                             for l in res.logs()), res.err)
@@ -73,17 +79,18 @@ class TestWebhookRetry(WebhookTest):
         self.assertGreaterEqual(reqs[1]["time"] - reqs[0]["time"], 1.95)
 
     def test_client_timeout_then_success(self):
-        rx = self.receiver(script=[{"status": 200, "delay": 2.0},
-                                   {"status": 200, "delay": 2.0}])
-        res = run_driver(self.conf(rx, timeout_ms=600),
+        delay = 2.0 * TIMEOUT_MULT
+        rx = self.receiver(script=[{"status": 200, "delay": delay},
+                                   {"status": 200, "delay": delay}])
+        res = run_driver(self.conf(rx, timeout_ms=int(600 * TIMEOUT_MULT)),
                          ["submit 5", "flush 30000"])
         self.assert_clean(res)
         self.assertEqual(sorted(res.tokens("OK")), list(range(1, 6)))
         # The delayed answers are recorded when their sleep ends.
-        reqs = rx.wait_for(lambda r: len(r) >= 3 and r, 10)
+        reqs = rx.wait_for(lambda r: len(r) >= 3 and r, 10 * TIMEOUT_MULT)
         self.assertEqual(len(reqs), 3)
         self.assertEqual(len({r["body"] for r in reqs}), 1)
-        self.assertEqual(sorted(r["delay"] for r in reqs), [0, 2.0, 2.0])
+        self.assertEqual(sorted(r["delay"] for r in reqs), [0, delay, delay])
         self.assertTrue(any("timed out" in l.get("msg", "").lower()
                             for l in res.logs()), res.err)
 

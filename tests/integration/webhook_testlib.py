@@ -15,7 +15,7 @@ sys.path.insert(0, HERE)
 from webhook_receiver import Receiver, make_certs  # noqa: E402,F401
 
 # One multiplier for slow (sanitizer, valgrind) runs.
-TIMEOUT_MULT = float(os.environ.get("KWB_TIMEOUT_MULT", "1"))
+TIMEOUT_MULT = float(os.environ.get("KWB_TEST_TIMEOUT_MULT", "1") or 1)
 
 
 def build_dir():

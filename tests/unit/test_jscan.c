@@ -207,6 +207,37 @@ static void test_hand_cases(void)
     }
 }
 
+/* kwb_jscan_skip stops right after the value and leaves the rest alone. */
+static void test_skip(void)
+{
+    static const struct {
+        const char *doc;
+        size_t stop; /* offset past the value */
+    } cases[] = {
+        {"[1] xyz", 3},    {"  {\"a\":[]},{}", 10}, {"123abc", 3},
+        {"\"s\"\"t\"", 3}, {"true false", 4},       {"-0.5e3]", 6},
+        {"null\x01", 4},
+    };
+    struct kwb_jerr err = {0, NULL};
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *d = cases[i].doc;
+        const char *q = kwb_jscan_skip(d, d + strlen(d), &err);
+
+        if (CHECK(q != NULL)) {
+            CHECK_EQ_INT(q - d, cases[i].stop);
+        }
+    }
+    CHECK(kwb_jscan_skip("", "", &err) == NULL);
+    CHECK_EQ_STR(err.msg, "unexpected end of input");
+    {
+        static const char two[] = "  ";
+
+        CHECK(kwb_jscan_skip(two, two + 2, &err) == NULL);
+    }
+    CHECK_EQ_INT(err.offset, 2);
+}
+
 static void test_error_offsets(void)
 {
     struct kwb_jerr err = {0, NULL};
@@ -1451,6 +1482,7 @@ static void test_fuzz_inputs(void)
 int main(void)
 {
     test_hand_cases();
+    test_skip();
     test_error_offsets();
     test_depth();
     test_pod_event();

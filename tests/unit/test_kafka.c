@@ -113,7 +113,7 @@ static void test_valid_and_before_start(void)
                                 .cluster = "c1"};
     void *sink = init_body("brokers = \"127.0.0.1:1\"; topic = "
                            "\"k8s.{resource}\"; properties = { linger_ms = 1; "
-                           "compression_type = \"lz4\"; };",
+                           "compression_type = \"lz4\"; log_level = 6; };",
                            errbuf, sizeof(errbuf));
 
     EXPECT(sink != NULL);

@@ -272,6 +272,8 @@ static void test_conf(void)
     expect_error("url = \"http://h/\"; headers = { x-kwb-signature = \"x\"; "
                  "};",
                  "x-kwb-signature is set by the sink");
+    expect_error("url = \"http://h/\"; headers = ( \"X-KWB-Batch-Id: 1\" );",
+                 "X-KWB-Batch-Id is set by the sink");
     expect_error("url = \"http://h/\"; headers = ( \"Bad Name: v\" );",
                  "not a valid header name");
     expect_error("url = \"http://h/\"; headers = ( \"X-A: 1\", \"x-a: 2\" );",
