@@ -640,8 +640,9 @@ def table(res):
                              else "NOT met"))
             elif r["figure"] == "checkpoint_write":
                 rows.append("checkpoint write of %d objects: %.3f s wall, "
-                            "%.3f s CPU" % (r["objects"], r["wall_s"],
-                                            r["cpu_s"]))
+                            "%.3f s CPU, peak RSS +%.1f MB" %
+                            (r["objects"], r["wall_s"], r["cpu_s"],
+                             r.get("rss_peak_growth_bytes", 0) / 1048576.0))
             else:
                 rows.append("store-only relist diff of %d: %.3f s" %
                             (r["objects"], r["seconds"]))

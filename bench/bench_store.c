@@ -44,6 +44,34 @@ static long rss_bytes(void)
     return rss * sysconf(_SC_PAGESIZE);
 }
 
+/* VmHWM in bytes; reset_hwm() makes it the current RSS. */
+static long hwm_bytes(void)
+{
+    char line[256];
+    long kb = 0;
+    FILE *f = fopen("/proc/self/status", "r");
+
+    while (f && fgets(line, sizeof(line), f)) {
+        if (sscanf(line, "VmHWM: %ld", &kb) == 1) {
+            break;
+        }
+    }
+    if (f) {
+        fclose(f);
+    }
+    return kb * 1024;
+}
+
+static void reset_hwm(void)
+{
+    FILE *f = fopen("/proc/self/clear_refs", "w");
+
+    if (f) {
+        fputs("5", f);
+        fclose(f);
+    }
+}
+
 static void obj(uint64_t k, uint64_t rvv, char uid[37], char rv[16],
                 char name[64], char ns[32])
 {
@@ -93,6 +121,9 @@ static int bytes_per_object(uint64_t n)
         double w0, w1;
         if (mkdtemp(dir)) {
             char path[512];
+            long rss0;
+            reset_hwm();
+            rss0 = rss_bytes();
             clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c0);
             w0 = kwb_bgen_mono();
             int rc = kwb_checkpoint_write(dir, "v1/pods", "123456789", s, err,
@@ -101,10 +132,12 @@ static int bytes_per_object(uint64_t n)
             clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c1);
             if (rc == 0) {
                 printf("{\"figure\":\"checkpoint_write\",\"objects\":%" PRIu64
-                       ",\"wall_s\":%.4f,\"cpu_s\":%.4f}\n",
+                       ",\"wall_s\":%.4f,\"cpu_s\":%.4f,"
+                       "\"rss_peak_growth_bytes\":%ld}\n",
                        n, w1 - w0,
                        (double)(c1.tv_sec - c0.tv_sec) +
-                           (double)(c1.tv_nsec - c0.tv_nsec) / 1e9);
+                           (double)(c1.tv_nsec - c0.tv_nsec) / 1e9,
+                       hwm_bytes() - rss0);
             } else {
                 fprintf(stderr, "checkpoint: %s\n", err);
             }
