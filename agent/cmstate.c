@@ -381,6 +381,11 @@ int kwb_cmstate_new(const struct kwb_config *cfg, struct kwb_kube_auth *auth,
             snprintf(errbuf, errsize, "out of memory");
             goto out;
         }
+        {
+            const char *kv[] = {"watch", c->id, NULL};
+            kwb_log_kv(KWB_LOG_INFO, MODULE, kv, "checkpoint in configmap %s",
+                       c->where);
+        }
     }
     *out = cs;
     cs = NULL;
