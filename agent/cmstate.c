@@ -22,14 +22,17 @@
 #include "config.h"
 #include "kubeconfig.h"
 #include "log.h"
+#include "metrics.h"
 
-#define MODULE "checkpoint"
-#define RESP_MAX (8u * 1024 * 1024)
+#define MODULE             "checkpoint"
+#define RESP_MAX           (8u * 1024 * 1024)
 #define REQUEST_TIMEOUT_MS 10000L
-#define READ_ATTEMPTS 5
-#define LABEL_NAME "app.kubernetes.io/name"
-#define LABEL_COMPONENT "app.kubernetes.io/component"
-#define ANNOTATION_WATCH "kube-watch-bridge/watch"
+#define READ_ATTEMPTS      5
+#define BACKOFF_MIN_MS     1000
+#define BACKOFF_MAX_MS     30000
+#define LABEL_NAME         "app.kubernetes.io/name"
+#define LABEL_COMPONENT    "app.kubernetes.io/component"
+#define ANNOTATION_WATCH   "kube-watch-bridge/watch"
 
 struct cm {
     char *id;    /* watch id */
@@ -48,6 +51,10 @@ struct kwb_cmstate {
     struct cm *cms;
     size_t n;
     CURL *h;
+    /* After a failed write, writes wait (all ConfigMaps share one API
+     * server) so the pipeline thread does not block on every interval. */
+    int64_t retry_at_ms; /* kwb_now_ms() clock */
+    int64_t backoff_ms;  /* 0 after a success */
 };
 
 struct resp {
@@ -113,8 +120,7 @@ int kwb_cmstate_name(const char *prefix, const char *watch_id, int hashed,
         while (j > 0 && (name[j - 1] == '-' || name[j - 1] == '.')) {
             j--;
         }
-        EVP_Digest(watch_id, strlen(watch_id), md, &mdlen, EVP_sha256(),
-                   NULL);
+        EVP_Digest(watch_id, strlen(watch_id), md, &mdlen, EVP_sha256(), NULL);
         name[j++] = '-';
         for (unsigned i = 0; i < KWB_CMSTATE_HASH_HEX; i++) {
             name[j++] = hex[(md[i / 2] >> ((i % 2) ? 0 : 4)) & 15];
@@ -152,9 +158,9 @@ static size_t on_body(char *p, size_t size, size_t n, void *u)
  * One request. Returns the HTTP status, or a negative errno with errbuf
  * (-ETIMEDOUT, -EIO, -ENOMEM). The body lands in *r (caller frees r->buf).
  */
-static int http_do(struct kwb_cmstate *cs, const char *method,
-                   const char *url, const char *body, struct resp *r,
-                   char *errbuf, size_t errsize)
+static int http_do(struct kwb_cmstate *cs, const char *method, const char *url,
+                   const char *body, struct resp *r, char *errbuf,
+                   size_t errsize)
 {
     struct curl_slist *hdrs = NULL, *t;
     char cerr[CURL_ERROR_SIZE] = "";
@@ -186,8 +192,7 @@ static int http_do(struct kwb_cmstate *cs, const char *method,
     curl_easy_setopt(cs->h, CURLOPT_USERAGENT,
                      "kube-watch-bridge/" KWB_VERSION " (checkpoint)");
     curl_easy_setopt(cs->h, CURLOPT_TIMEOUT_MS, REQUEST_TIMEOUT_MS);
-    curl_easy_setopt(cs->h, CURLOPT_CONNECTTIMEOUT_MS,
-                     cs->connect_timeout_ms);
+    curl_easy_setopt(cs->h, CURLOPT_CONNECTTIMEOUT_MS, cs->connect_timeout_ms);
     curl_easy_setopt(cs->h, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(cs->h, CURLOPT_WRITEDATA, r);
     curl_easy_setopt(cs->h, CURLOPT_ERRORBUFFER, cerr);
@@ -309,10 +314,10 @@ int kwb_cmstate_new(const struct kwb_config *cfg, struct kwb_kube_auth *auth,
     const char *prefix = cfg->state_configmap_name_prefix
                              ? cfg->state_configmap_name_prefix
                              : "kube-watch-bridge";
-    const char *ns = cfg->state_configmap_namespace &&
-                             *cfg->state_configmap_namespace
-                         ? cfg->state_configmap_namespace
-                         : "default";
+    const char *ns =
+        cfg->state_configmap_namespace && *cfg->state_configmap_namespace
+            ? cfg->state_configmap_namespace
+            : "default";
     char name[KWB_CMSTATE_NAME_MAX + 1];
     int rc = -ENOMEM;
 
@@ -322,9 +327,11 @@ int kwb_cmstate_new(const struct kwb_config *cfg, struct kwb_kube_auth *auth,
         return -ENOMEM;
     }
     cs->auth = auth;
-    cs->connect_timeout_ms = cfg->connect_timeout_s > 0
-                                 ? (long)cfg->connect_timeout_s * 1000L
-                                 : REQUEST_TIMEOUT_MS;
+    cs->connect_timeout_ms =
+        cfg->connect_timeout_s > 0 &&
+                cfg->connect_timeout_s * 1000L < REQUEST_TIMEOUT_MS
+            ? (long)cfg->connect_timeout_s * 1000L
+            : REQUEST_TIMEOUT_MS;
     cs->namespace_ = strdup(ns);
     cs->cms = calloc(cfg->n_watches ? cfg->n_watches : 1, sizeof(*cs->cms));
     cs->h = curl_easy_init();
@@ -364,8 +371,7 @@ int kwb_cmstate_new(const struct kwb_config *cfg, struct kwb_kube_auth *auth,
         rc = -ENOMEM;
         c->id = strdup(cfg->watches[i].id);
         c->name = strdup(name);
-        if (!c->id || !c->name ||
-            asprintf(&c->where, "%s/%s", ns, name) < 0) {
+        if (!c->id || !c->name || asprintf(&c->where, "%s/%s", ns, name) < 0) {
             c->where = NULL;
             snprintf(errbuf, errsize, "out of memory");
             goto out;
@@ -374,6 +380,11 @@ int kwb_cmstate_new(const struct kwb_config *cfg, struct kwb_kube_auth *auth,
             c->url = NULL;
             snprintf(errbuf, errsize, "out of memory");
             goto out;
+        }
+        {
+            const char *kv[] = {"watch", c->id, NULL};
+            kwb_log_kv(KWB_LOG_INFO, MODULE, kv, "checkpoint in configmap %s",
+                       c->where);
         }
     }
     *out = cs;
@@ -456,8 +467,10 @@ static int cm_get(struct kwb_cmstate *cs, struct cm *c, cJSON **obj,
         cJSON_Delete(*obj);
         *obj = NULL;
         rc = -EPROTO;
-        snprintf(errbuf, errsize, "GET configmap %s: answer is not a "
-                 "ConfigMap", c->where);
+        snprintf(errbuf, errsize,
+                 "GET configmap %s: answer is not a "
+                 "ConfigMap",
+                 c->where);
         goto out;
     }
     rc = 0;
@@ -481,6 +494,11 @@ int kwb_cmstate_write(struct kwb_cmstate *cs, const char *watch_id,
     if (!c) {
         snprintf(errbuf, errsize, "no ConfigMap for watch %s", watch_id);
         return -EINVAL;
+    }
+    if (cs->backoff_ms && kwb_now_ms() < cs->retry_at_ms) {
+        snprintf(errbuf, errsize, "configmap %s: waiting after a failed write",
+                 c->where);
+        return -EAGAIN;
     }
     rc = kwb_checkpoint_format(watch_id, rv, s, &text, &len);
     if (rc == 0 && len > KWB_CMSTATE_MAX_TEXT) {
@@ -582,6 +600,15 @@ int kwb_cmstate_write(struct kwb_cmstate *cs, const char *watch_id,
         goto out;
     }
 out:
+    if (rc == 0) {
+        cs->backoff_ms = 0;
+    } else if (rc != -ENOMEM) {
+        cs->backoff_ms = cs->backoff_ms ? cs->backoff_ms * 2 : BACKOFF_MIN_MS;
+        if (cs->backoff_ms > BACKOFF_MAX_MS) {
+            cs->backoff_ms = BACKOFF_MAX_MS;
+        }
+        cs->retry_at_ms = kwb_now_ms() + cs->backoff_ms;
+    }
     free(r.buf);
     free(body);
     free(text);
@@ -651,8 +678,8 @@ int kwb_cmstate_read(struct kwb_cmstate *cs, const char *watch_id, char **rv,
         goto out;
     }
     memcpy(buf, text->valuestring, len + 1);
-    rc = kwb_checkpoint_parse(buf, len, where, watch_id, rv, s, errbuf,
-                              errsize);
+    rc =
+        kwb_checkpoint_parse(buf, len, where, watch_id, rv, s, errbuf, errsize);
     if (rc < 0) {
         goto out;
     }
@@ -662,16 +689,14 @@ int kwb_cmstate_read(struct kwb_cmstate *cs, const char *watch_id, char **rv,
         c->omitted = 1;
         if (kwb_store_count(*s) != 0) {
             rc = -EBADMSG;
-            snprintf(errbuf, errsize,
-                     "%s: objects \"omitted\" but %zu entries", where,
-                     kwb_store_count(*s));
+            snprintf(errbuf, errsize, "%s: objects \"omitted\" but %zu entries",
+                     where, kwb_store_count(*s));
         }
     } else if (!cJSON_IsString(objects) ||
                strcmp(objects->valuestring, "included") != 0) {
         rc = -EBADMSG;
         snprintf(errbuf, errsize,
-                 "%s: data.objects must be \"included\" or \"omitted\"",
-                 where);
+                 "%s: data.objects must be \"included\" or \"omitted\"", where);
     }
 out:
     if (rc < 0) {

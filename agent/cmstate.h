@@ -70,7 +70,10 @@ const char *kwb_cmstate_where(const struct kwb_cmstate *cs,
 /*
  * Store the checkpoint of watch_id. 0, or a negative errno with errbuf
  * (-EIO network, -EACCES 401/403, -EBUSY after a second 409 conflict,
- * -EPROTO other HTTP answers). The caller retries at its next interval.
+ * -EPROTO other HTTP answers). After a failure, further writes return
+ * -EAGAIN at once (nothing sent) for 1 s, doubling up to 30 s, so a
+ * caller retrying every interval blocks on at most one request (10 s at
+ * most) per period. The caller keeps its state dirty and retries.
  */
 int kwb_cmstate_write(struct kwb_cmstate *cs, const char *watch_id,
                       const char *rv, const struct kwb_store *s, char *errbuf,

@@ -196,6 +196,7 @@ struct kwb_pipeline {
     struct pwatch *watches;
     size_t n_watches;
     int64_t last_ckpt_ms;
+    int64_t last_ckpt_cost_ms; /* how long the last round of writes took */
     int unacked_at_stop;
     struct kwb_cmstate *cms; /* NULL: file backend */
 };
@@ -773,7 +774,14 @@ static void write_checkpoints(struct kwb_pipeline *p, int force)
 {
     int64_t now = kwb_now_ms();
 
-    if (!force && now - p->last_ckpt_ms < p->cfg->checkpoint_interval_ms) {
+    /* Large known-object sets make a checkpoint expensive (1M objects
+     * are ~100 MB): never spend more than ~5 % of the time writing them,
+     * whatever the configured interval. */
+    int64_t gap = p->cfg->checkpoint_interval_ms;
+    if (gap < 20 * p->last_ckpt_cost_ms) {
+        gap = 20 * p->last_ckpt_cost_ms;
+    }
+    if (!force && now - p->last_ckpt_ms < gap) {
         return;
     }
     p->last_ckpt_ms = now;
@@ -789,6 +797,9 @@ static void write_checkpoints(struct kwb_pipeline *p, int force)
                         : kwb_checkpoint_write(p->cfg->state_dir, id,
                                                w->resume_rv, w->committed,
                                                err, sizeof(err));
+        if (rc == -EAGAIN) {
+            continue; /* configmap backend backing off: stays dirty */
+        }
         if (rc < 0) {
             const char *kv[] = {"watch", p->cfg->watches[i].id, NULL};
             kwb_log_kv(KWB_LOG_ERROR, "checkpoint", kv,
@@ -797,6 +808,7 @@ static void write_checkpoints(struct kwb_pipeline *p, int force)
         }
         w->dirty = 0;
     }
+    p->last_ckpt_cost_ms = kwb_now_ms() - now;
 }
 
 static int inflight_empty(const struct kwb_pipeline *p)
@@ -820,9 +832,16 @@ static void *pipeline_main(void *arg)
             submit_sink(p, &p->sinks[s]);
         }
         for (size_t s = 0; s < p->n_sinks; s++) {
-            int rc = p->sinks[s].ops->poll_acks(p->sinks[s].state, 0);
+            struct psink *ps = &p->sinks[s];
+            int rc = ps->ops->poll_acks(ps->state, 0);
             if (rc > 0) {
                 acks += rc;
+            }
+            /* A sink may become able to deliver later (brokers back). */
+            if (ps->ops->ready) {
+                atomic_store_explicit(&ps->stats->ready,
+                                      ps->ops->ready(ps->state),
+                                      memory_order_relaxed);
             }
         }
         for (size_t w = 0; w < p->n_watches; w++) {

@@ -70,6 +70,12 @@ def cpu_of(pid):
     return total, ut, st
 
 
+def minflt(pid):
+    """Minor page faults of the whole process so far."""
+    with open("/proc/%d/stat" % pid) as f:
+        return int(f.read().rsplit(")", 1)[1].split()[7])
+
+
 def status_kb(pid, key):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
@@ -279,6 +285,10 @@ def summarize(runs):
 def agent_run(a, kind, n, sinks=None, sink="file", preload=None, env=None,
               rate=None, profile=None):
     d = fresh(a.tmp, "agent-%s" % kind)
+    env = dict(env or {})
+    for kv in a.agent_env:
+        k, _, v = kv.partition("=")
+        env[k] = v
     sd = Streamd(a.build, d, kind=kind, count=n, gate=True, rate=rate)
     ag = None
     try:
@@ -294,10 +304,12 @@ def agent_run(a, kind, n, sinks=None, sink="file", preload=None, env=None,
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(0.5)
         c0 = cpu_of(ag.pid)
+        f0 = minflt(ag.pid)
         t0 = time.monotonic()
         sd.signal(signal.SIGUSR1)
         t1 = ag.wait_acked(n, sink=sink)
         c1 = cpu_of(ag.pid)
+        f1 = minflt(ag.pid)
         if perf:
             perf.send_signal(signal.SIGINT)
             perf.wait()
@@ -307,7 +319,7 @@ def agent_run(a, kind, n, sinks=None, sink="file", preload=None, env=None,
              "cpu_s": c1[0] - c0[0], "utime_s": c1[1] - c0[1],
              "stime_s": c1[2] - c0[2],
              "cpu_s_per_100k": (c1[0] - c0[0]) * 1e5 / n,
-             "vmhwm_kb": hwm}
+             "vmhwm_kb": hwm, "minflt_per_1k": (f1 - f0) * 1e3 / n}
         ag.stop()
         r["dir"] = d
         return r
@@ -327,9 +339,10 @@ def bench_agent(a, res):
             shutil.rmtree(r.pop("dir"), ignore_errors=True)
             runs.append(r)
             log("agent file %s: %.0f events/s, %.3f s CPU/100k "
-                "(user %.2f s, sys %.2f s)" %
-                (kind, r["events_per_s"], r["cpu_s_per_100k"], r["utime_s"],
-                 r["stime_s"]))
+                "(user %.3f, sys %.3f s/100k; %.0f page faults/1k events)" %
+                (kind, r["events_per_s"], r["cpu_s_per_100k"],
+                 r["utime_s"] * 1e5 / n, r["stime_s"] * 1e5 / n,
+                 r["minflt_per_1k"]))
         out[kind] = summarize(runs)
     res["agent_file"] = out
 
@@ -625,6 +638,11 @@ def table(res):
                              "met" if max(r["store_memory_per_object"],
                                           r["rss_delta_per_object"]) <= 128
                              else "NOT met"))
+            elif r["figure"] == "checkpoint_write":
+                rows.append("checkpoint write of %d objects: %.3f s wall, "
+                            "%.3f s CPU, peak RSS +%.1f MB" %
+                            (r["objects"], r["wall_s"], r["cpu_s"],
+                             r.get("rss_peak_growth_bytes", 0) / 1048576.0))
             else:
                 rows.append("store-only relist diff of %d: %.3f s" %
                             (r["objects"], r["seconds"]))
@@ -646,6 +664,9 @@ def main():
     ap.add_argument("--reps", type=int, default=0)
     ap.add_argument("--json", default="")
     ap.add_argument("--tmp", default="")
+    ap.add_argument("--agent-env", action="append", default=[],
+                    help="KEY=VALUE for the agent's environment (experiments,"
+                    " e.g. GLIBC_TUNABLES=...)")
     a = ap.parse_args()
     a.reps = a.reps or (1 if a.quick else 3)
     a.tmp = a.tmp or tempfile.mkdtemp(prefix="kwb-bench-")

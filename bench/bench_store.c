@@ -4,7 +4,10 @@
  *   and the process RSS delta (both divided by the count);
  *   relist diff of 100k objects: the work do_list() does per listed item
  *   (get_rv, compare, mark_seen or put) plus the vanished sweep, with
- *   1 % modified, 1 % deleted and 1 % new objects.
+ *   1 % modified, 1 % deleted and 1 % new objects;
+ *   one checkpoint write (agent/checkpoint.c: the whole store, fsync,
+ *   rename) at each size: the pipeline does this every
+ *   checkpoint_interval_ms while events flow.
  * Objects look like the streamed ones: UUID uids, 9-digit
  * resourceVersions, names like "payments-api-7d9f8c6b5-x7k2p", 50
  * namespaces.
@@ -13,12 +16,15 @@
  * One JSON line per figure on stdout.
  */
 #include "benchgen.h"
+#include "checkpoint.h"
 #include "store.h"
 
+#include <dirent.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static const char *const apps[] = {"web", "payments-api", "search",
@@ -36,6 +42,34 @@ static long rss_bytes(void)
         fclose(f);
     }
     return rss * sysconf(_SC_PAGESIZE);
+}
+
+/* VmHWM in bytes; reset_hwm() makes it the current RSS. */
+static long hwm_bytes(void)
+{
+    char line[256];
+    long kb = 0;
+    FILE *f = fopen("/proc/self/status", "r");
+
+    while (f && fgets(line, sizeof(line), f)) {
+        if (sscanf(line, "VmHWM: %ld", &kb) == 1) {
+            break;
+        }
+    }
+    if (f) {
+        fclose(f);
+    }
+    return kb * 1024;
+}
+
+static void reset_hwm(void)
+{
+    FILE *f = fopen("/proc/self/clear_refs", "w");
+
+    if (f) {
+        fputs("5", f);
+        fclose(f);
+    }
 }
 
 static void obj(uint64_t k, uint64_t rvv, char uid[37], char rv[16],
@@ -80,6 +114,47 @@ static int bytes_per_object(uint64_t n)
 
     if (!s) {
         return -1;
+    }
+    {
+        char dir[] = "/tmp/kwb-bench-ckpt-XXXXXX", err[256];
+        struct timespec c0, c1;
+        double w0, w1;
+        if (mkdtemp(dir)) {
+            char path[512];
+            long rss0;
+            reset_hwm();
+            rss0 = rss_bytes();
+            clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c0);
+            w0 = kwb_bgen_mono();
+            int rc = kwb_checkpoint_write(dir, "v1/pods", "123456789", s, err,
+                                          sizeof(err));
+            w1 = kwb_bgen_mono();
+            clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c1);
+            if (rc == 0) {
+                printf("{\"figure\":\"checkpoint_write\",\"objects\":%" PRIu64
+                       ",\"wall_s\":%.4f,\"cpu_s\":%.4f,"
+                       "\"rss_peak_growth_bytes\":%ld}\n",
+                       n, w1 - w0,
+                       (double)(c1.tv_sec - c0.tv_sec) +
+                           (double)(c1.tv_nsec - c0.tv_nsec) / 1e9,
+                       hwm_bytes() - rss0);
+            } else {
+                fprintf(stderr, "checkpoint: %s\n", err);
+            }
+            /* The checkpoint module owns the names inside: remove all. */
+            DIR *d = opendir(dir);
+            struct dirent *de;
+            while (d && (de = readdir(d))) {
+                if (de->d_name[0] != '.') {
+                    snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+                    unlink(path);
+                }
+            }
+            if (d) {
+                closedir(d);
+            }
+            rmdir(dir);
+        }
     }
     printf("{\"figure\":\"store_bytes\",\"objects\":%" PRIu64
            ",\"store_memory_per_object\":%.1f,\"rss_delta_per_object\":%.1f,"

@@ -190,6 +190,107 @@ class ConfigMapState(TestCase):
         self.assertFalse([e for e in events if e["name"] == victims[2] and
                           e["type"] == "DELETED"])
 
+    def test_concurrent_writer_and_deletion(self):
+        """Optimistic concurrency: a ConfigMap changed behind the agent's
+        back makes its PUT conflict (409): it re-reads and retries once. A
+        ConfigMap deleted behind its back is created again."""
+        agent = cm_replica(self, "solo", leader=False).start()
+        self.api.create("pods", pod("w-0"))
+        agent.wait_events(1)
+        cm = wait_for(lambda: cm_checkpoint(self.api), 10)[0]
+        cm["metadata"].setdefault("labels", {})["touched"] = "by-test"
+        self.api.clear_request_log()
+        self.api.update("configmaps", cm, namespace=CM_NAMESPACE)
+        self.api.create("pods", pod("w-1"))
+        agent.wait_events(2)
+        wait_for(lambda: len(cm_checkpoint(self.api)[2]) == 2, 10,
+                 what="checkpoint with both pods after the conflict")
+        self.assertIn("was changed by someone else", agent.log())
+        reqs = [(r["method"], r["status"])
+                for r in self.api.request_log()
+                if "(checkpoint)" in (r.get("userAgent") or "")]
+        i = reqs.index(("PUT", 409))
+        self.assertEqual(reqs[i:i + 3],
+                         [("PUT", 409), ("GET", 200), ("PUT", 200)])
+
+        self.api.delete("configmaps", cm["metadata"]["name"],
+                        namespace=CM_NAMESPACE)
+        self.api.create("pods", pod("w-2"))
+        agent.wait_events(3)
+        wait_for(lambda: (cm_checkpoint(self.api) or (0, 0, {}))[2] and
+                 len(cm_checkpoint(self.api)[2]) == 3, 10,
+                 what="the ConfigMap created again")
+        self.assertEqual(agent.stop(), 0)
+        self.assertTrue(cm_checkpoint(self.api)[3])
+
+    def test_failing_writes_back_off(self):
+        """Writes that fail are not repeated every checkpoint interval
+        (200 ms here): after a failure the backend waits 1 s, 2 s, ...;
+        once the API server accepts them again the checkpoint catches up."""
+        agent = cm_replica(self, "solo", leader=False).start()
+        self.api.create("pods", pod("b-0"))
+        agent.wait_events(1)
+        wait_for(lambda: cm_checkpoint(self.api), 10)
+        self.api.forbid("configmaps", ["update"])
+        self.api.clear_request_log()
+        start = time.monotonic()
+        for i in range(1, 13):
+            self.api.create("pods", pod("b-%d" % i))
+            time.sleep(0.25)
+        agent.wait_events(13)
+        tried = [r for r in self.api.request_log()
+                 if "(checkpoint)" in (r.get("userAgent") or "")]
+        elapsed = time.monotonic() - start
+        self.assertTrue(tried and all(r["status"] == 403 for r in tried))
+        # 1 + 2 + 4 s of waiting: at most 3 attempts in ~3.2 s (vs ~16
+        # without backing off).
+        self.assertLessEqual(len(tried), 3 if elapsed < 7 else 4, tried)
+        self.assertIn("needs get, create and update on configmaps",
+                      agent.log())
+        self.api.allow("configmaps")
+        wait_for(lambda: len(cm_checkpoint(self.api)[2]) == 13, 20,
+                 what="the checkpoint to catch up")
+        self.assertEqual(agent.stop(), 0)
+
+    def test_unreadable_configmap_at_start(self):
+        """Transient errors reading the checkpoint are retried; when the
+        API server keeps failing the agent exits non-zero instead of
+        starting over (which would overwrite a good checkpoint)."""
+        agent = cm_replica(self, "solo", leader=False).start()
+        self.api.create("pods", pod("u-0"))
+        agent.wait_events(1)
+        self.assertEqual(agent.stop(), 0)
+        good = cm_checkpoint(self.api)
+
+        self.api.fail_next(2, code=503, path="/configmaps/", verb="get")
+        self.api.create("pods", pod("u-1"))
+        agent.start()
+        agent.wait_events(2)
+        self.assertEqual(agent.stop(), 0)
+        self.assertIn("cannot read checkpoint (attempt 2 of 5)", agent.log())
+        self.assertEqual([e["origin"] for e in agent.events()],
+                         ["list", "watch"], "resumed, not relisted")
+
+        good = cm_checkpoint(self.api)
+        self.api.fail_next(100, code=500, path="/configmaps/", verb="get")
+        agent.start()
+        rc = agent.proc.wait(30)
+        agent.proc = None
+        self.assertEqual(rc, 1)
+        self.assertIn("cannot read checkpoint", agent.log())
+        self.api.clear_faults()
+        self.assertEqual(cm_checkpoint(self.api)[1], good[1],
+                         "the checkpoint was left alone")
+        self.assertEqual(len(agent.events()), 2)
+
+        self.api.forbid("configmaps")
+        agent.start()
+        rc = agent.proc.wait(30)
+        agent.proc = None
+        self.assertEqual(rc, 1)
+        self.assertIn("needs get, create and update on configmaps in "
+                      "namespace kwb-state", agent.log())
+
     def start_pair(self):
         for i in range(6):
             self.api.create("pods", pod("base-%d" % i))

@@ -39,9 +39,9 @@ static void test_plain(void)
 {
     char out[KWB_CMSTATE_NAME_MAX + 1];
 
-    CHECK_EQ_INT(kwb_cmstate_name("kube-watch-bridge", "v1/pods", 0, out,
-                                  sizeof(out)),
-                 0);
+    CHECK_EQ_INT(
+        kwb_cmstate_name("kube-watch-bridge", "v1/pods", 0, out, sizeof(out)),
+        0);
     CHECK_EQ_STR(out, "kube-watch-bridge-v1-pods");
     CHECK_EQ_INT(kwb_cmstate_name("kwb", "apps/v1/deployments@kube-system", 0,
                                   out, sizeof(out)),
@@ -52,13 +52,11 @@ static void test_plain(void)
                                   out, sizeof(out)),
                  0);
     CHECK_EQ_STR(out, "kwb-example-com-v1-widgets-team-a");
-    CHECK_EQ_INT(kwb_cmstate_name("kwb", "A..B//C@", 0, out, sizeof(out)),
-                 0);
+    CHECK_EQ_INT(kwb_cmstate_name("kwb", "A..B//C@", 0, out, sizeof(out)), 0);
     CHECK_EQ_STR(out, "kwb-a-b-c");
     CHECK(dns_subdomain(out));
     /* A prefix may hold dots (a DNS subdomain itself). */
-    CHECK_EQ_INT(kwb_cmstate_name("team.kwb", "v1/pods", 0, out,
-                                  sizeof(out)),
+    CHECK_EQ_INT(kwb_cmstate_name("team.kwb", "v1/pods", 0, out, sizeof(out)),
                  0);
     CHECK_EQ_STR(out, "team.kwb-v1-pods");
 }
@@ -68,9 +66,9 @@ static void test_hashed(void)
     char out[KWB_CMSTATE_NAME_MAX + 1], id[400];
 
     /* SHA-256("v1/pods") starts f588731bc5. */
-    CHECK_EQ_INT(kwb_cmstate_name("kube-watch-bridge", "v1/pods", 1, out,
-                                  sizeof(out)),
-                 1);
+    CHECK_EQ_INT(
+        kwb_cmstate_name("kube-watch-bridge", "v1/pods", 1, out, sizeof(out)),
+        1);
     CHECK_EQ_STR(out, "kube-watch-bridge-v1-pods-f588731bc5");
 
     /* Too long: cut to 253 with the hash at the end. */
@@ -111,8 +109,7 @@ static void test_errors(void)
 
     CHECK_EQ_INT(kwb_cmstate_name("kwb", "v1/pods", 0, small, sizeof(small)),
                  -ENAMETOOLONG);
-    CHECK_EQ_INT(kwb_cmstate_name("", "v1/pods", 0, out, sizeof(out)),
-                 -EINVAL);
+    CHECK_EQ_INT(kwb_cmstate_name("", "v1/pods", 0, out, sizeof(out)), -EINVAL);
     CHECK_EQ_INT(kwb_cmstate_name("kwb", "", 0, out, sizeof(out)), -EINVAL);
 }
 
@@ -133,8 +130,8 @@ static void test_collision(void)
     struct kwb_cmstate *cs = NULL;
     char err[1024];
 
-    if (!CHECK(kwb_config_load_string(&cfg, text, strlen(text), "c.conf",
-                                      err, sizeof(err)) == 0)) {
+    if (!CHECK(kwb_config_load_string(&cfg, text, strlen(text), "c.conf", err,
+                                      sizeof(err)) == 0)) {
         fprintf(stderr, "    %s\n", err);
         return;
     }
