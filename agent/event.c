@@ -249,11 +249,38 @@ char *kwb_event_rewrite(const struct kwb_event_ctx *ctx, const char *obj,
         goto out;
     }
     if (redact) {
-        rc = redact_values(ctx, cJSON_GetObjectItemCaseSensitive(root, "data"),
-                           1);
-        if (rc == 0) {
-            rc = redact_values(
-                ctx, cJSON_GetObjectItemCaseSensitive(root, "stringData"), 0);
+        cJSON *m;
+
+        /* Every member named data or stringData: a duplicate key must not
+         * carry values past the first one (readers differ on which
+         * duplicate wins). One that is not an object (a malformed Secret)
+         * is replaced as a whole. */
+        rc = 0;
+        cJSON_ArrayForEach(m, root)
+        {
+            int is_data = m->string && strcmp(m->string, "data") == 0;
+
+            if (!is_data &&
+                !(m->string && strcmp(m->string, "stringData") == 0)) {
+                continue;
+            }
+            if (cJSON_IsObject(m)) {
+                rc = redact_values(ctx, m, is_data);
+            } else if (!cJSON_IsNull(m)) {
+                cJSON *nv = cJSON_CreateString("redacted");
+                if (!nv) {
+                    rc = -ENOMEM;
+                } else {
+                    nv->string = m->string;
+                    nv->type |= m->type & cJSON_StringIsConst;
+                    m->string = NULL;
+                    cJSON_ReplaceItemViaPointer(root, m, nv);
+                    m = nv;
+                }
+            }
+            if (rc < 0) {
+                break;
+            }
         }
         if (rc < 0) {
             snprintf(errbuf, errsize, "cannot redact secret: %s",
