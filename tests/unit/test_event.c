@@ -19,8 +19,8 @@ static char *rewrite(const struct kwb_event_ctx *ctx, const char *obj,
                      int redact)
 {
     char err[256] = "";
-    char *out = kwb_event_rewrite(ctx, obj, strlen(obj), redact, err,
-                                  sizeof(err));
+    char *out =
+        kwb_event_rewrite(ctx, obj, strlen(obj), redact, err, sizeof(err));
 
     if (!out) {
         fprintf(stderr, "rewrite failed: %s\n", err);
@@ -33,8 +33,7 @@ static void test_redacted(void)
     struct kwb_event_ctx ctx;
     char *out;
 
-    CHECK_EQ_INT(kwb_event_ctx_init(&ctx, "c", "secrets", "v1", 0, NULL, 0),
-                 0);
+    CHECK_EQ_INT(kwb_event_ctx_init(&ctx, "c", "secrets", "v1", 0, NULL, 0), 0);
     out = rewrite(&ctx, secret_obj, 1);
     CHECK_EQ_STR(out,
                  "{\"kind\":\"Secret\",\"apiVersion\":\"v1\",\"metadata\":{"
@@ -49,15 +48,38 @@ static void test_redacted(void)
     kwb_event_ctx_free(&ctx);
 }
 
+/* Found by fuzz_event: a second "data" member kept its values, and a
+ * "data" that is not an object passed through. */
+static void test_duplicate_and_malformed_members(void)
+{
+    struct kwb_event_ctx ctx;
+    char *out;
+
+    CHECK_EQ_INT(kwb_event_ctx_init(&ctx, "c", "secrets", "v1", 0, NULL, 0), 0);
+    out = rewrite(&ctx,
+                  "{\"data\":{\"a\":\"YQ==\"},\"data\":{\"b\":"
+                  "\"U0VDUkVU\"},\"stringData\":[\"SECRET\"]}",
+                  1);
+    CHECK_EQ_STR(out, "{\"data\":{\"a\":\"redacted\"},\"data\":{\"b\":"
+                      "\"redacted\"},\"stringData\":\"redacted\","
+                      "\"apiVersion\":\"v1\"}");
+    free(out);
+    out = rewrite(&ctx, "{\"data\":\"U0VDUkVU\",\"stringData\":null}", 1);
+    CHECK_EQ_STR(out, "{\"data\":\"redacted\",\"stringData\":null,"
+                      "\"apiVersion\":\"v1\"}");
+    free(out);
+    kwb_event_ctx_free(&ctx);
+}
+
 static void test_hmac(void)
 {
     static const unsigned char key[] = "test-key";
     struct kwb_event_ctx ctx;
     char *out;
 
-    CHECK_EQ_INT(kwb_event_ctx_init(&ctx, "c", "secrets", "v1", 0, key,
-                                    sizeof(key) - 1),
-                 0);
+    CHECK_EQ_INT(
+        kwb_event_ctx_init(&ctx, "c", "secrets", "v1", 0, key, sizeof(key) - 1),
+        0);
     out = rewrite(&ctx,
                   "{\"data\":{\"a\":\"aGVsbG8=\",\"bad\":\"not base64!\"},"
                   "\"stringData\":{\"c\":\"plain\"}}",
@@ -97,6 +119,7 @@ static void test_trim_managed_fields(void)
 int main(void)
 {
     test_redacted();
+    test_duplicate_and_malformed_members();
     test_hmac();
     test_trim_managed_fields();
     return check_report();
