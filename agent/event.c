@@ -220,7 +220,14 @@ static int redact_values(const struct kwb_event_ctx *ctx, cJSON *map,
         if (!nv) {
             return -ENOMEM;
         }
+        /* Replacing via pointer does not carry the key over: move it, or
+         * every key would print as "". */
+        nv->string = v->string;
+        nv->type |= v->type & cJSON_StringIsConst;
+        v->string = NULL;
         if (!cJSON_ReplaceItemViaPointer(map, v, nv)) {
+            v->string = nv->string;
+            nv->string = NULL;
             cJSON_Delete(nv);
             return -ENOMEM;
         }

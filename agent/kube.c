@@ -333,7 +333,9 @@ int kwb_kube_get(struct kwb_kube *k, const char *url, size_t max_body,
     kwb_kube_resp_reset(r);
     rc = setup(k, url, &x, &headers, 0, 0);
     if (rc == 0) {
-        rc = run(k, &x, NULL, NULL, stop, 0);
+        /* A server that sends headers and then nothing is caught by the
+         * same stall guard as a silent watch. */
+        rc = run(k, &x, NULL, NULL, stop, k->cfg->stall_timeout_s);
         if (rc == -EIO && r->truncated) {
             snprintf(r->errmsg, sizeof(r->errmsg),
                      "response larger than %zu bytes", max_body);

@@ -674,6 +674,16 @@ static int on_oversize(void *opaque, size_t len_so_far)
     /* Skip it and relist: the list shows the object's current state (or
      * fails again loudly), and no buffer grows without bound. */
     w->need_list = 1;
+    if (w->initial_sync) {
+        /* A streamed list would send the same object again, forever:
+         * this watch lists by paginated LIST from now on. */
+        w->wl_supported = 0;
+        return stream_fail(w, END_ERROR,
+                           "object in the streamed list larger than "
+                           "max_event_bytes (%zu bytes so far); relisting "
+                           "by paginated LIST from now on",
+                           len_so_far);
+    }
     return stream_fail(w, END_ERROR,
                        "watch event larger than max_event_bytes (%zu bytes "
                        "so far); skipping it and relisting",

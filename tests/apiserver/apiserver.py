@@ -970,6 +970,20 @@ class Watcher:
         self.key = key
         self.actions = []      # pending control actions (lock held)
         self.armed = None      # mid_event/mid_chunk drop waiting for a write
+        self.sock = None
+        self.gone = False      # client closed; already uncounted
+
+
+def _peer_closed(sock):
+    """True when the client closed (or reset) its end of sock; a watch
+    client sends nothing after its request, so readable means closed."""
+    try:
+        p = select.poll()
+        p.register(sock.fileno(), select.POLLIN | select.POLLERR |
+                   select.POLLHUP | getattr(select, "POLLRDHUP", 0))
+        return bool(p.poll(0))
+    except (OSError, ValueError):
+        return True
 
 
 class State:
@@ -993,6 +1007,7 @@ class State:
         self.reqlog_base = 0
         self.reqlog_max = 200000
         self.churn = None
+        self.poison = []           # [{"key", "line", "rv"}] sticky lines
 
 
 # --------------------------------------------------------------------------
@@ -1001,6 +1016,19 @@ class State:
 
 class CloseAbruptly(Exception):
     pass
+
+
+class RawAnswer(Exception):
+    """A fault answered with raw bytes instead of a Status (a proxy's HTML
+    page, a wrong content type, an empty body), or with headers only."""
+
+    def __init__(self, code, body, ctype, headers_only=False, hold=None):
+        Exception.__init__(self, "raw answer %d" % code)
+        self.code = code
+        self.body = body
+        self.ctype = ctype
+        self.headers_only = headers_only
+        self.hold = hold
 
 
 def chunk(data):
@@ -1191,6 +1219,31 @@ class Handler(BaseHTTPRequestHandler):
     def send_error_status(self, err):
         self.send_json(err.code, err.status(), err.headers)
 
+    def send_raw(self, ans):
+        """A RawAnswer fault: the body as given, or (headers_only) the
+        status line and headers promising a body that never comes; the
+        connection is held until the client closes it or `hold` seconds
+        passed, then closed abruptly."""
+        if not ans.headers_only:
+            self.send_bytes(ans.code, ans.body, ans.ctype)
+            return
+        self.send_response(ans.code)
+        self.send_header("Content-Type", ans.ctype)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.send_header("Cache-Control", "no-cache, private")
+        self.end_headers()
+        self.wfile.flush()
+        self.status_sent = ans.code
+        sock = self.connection
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLIN | select.POLLERR |
+                        select.POLLHUP | getattr(select, "POLLRDHUP", 0))
+        end = time.monotonic() + (ans.hold if ans.hold else 3600.0)
+        while time.monotonic() < end:
+            if poller.poll(200):
+                break   # the client gave up (or sent more: we ignore it)
+        raise CloseAbruptly()
+
     def log_request_entry(self, status, verb, key, watch):
         with self.store.cond:
             st = self.st
@@ -1243,6 +1296,9 @@ class Handler(BaseHTTPRequestHandler):
                 self.nonresource(method, path)
             else:
                 self.resource(method, verb, res, ns, name, sub, body)
+        except RawAnswer as e:
+            if self.status_sent is None:
+                self.send_raw(e)
         except ApiError as e:
             if self.status_sent is None:
                 self.send_error_status(e)
@@ -1325,6 +1381,17 @@ class Handler(BaseHTTPRequestHandler):
                     details = {"retryAfterSeconds": 1}
                 hit = (ApiError(code, reason, msg, details, headers),
                        float(f.get("hang") or 0))
+                if f.get("headers_only"):
+                    hit = (RawAnswer(code, b"", f.get("content_type") or
+                                     "application/json", True,
+                                     f.get("hold")), hit[1])
+                elif f.get("body") is not None or \
+                        f.get("body_b64") is not None:
+                    raw = base64.b64decode(f["body_b64"]) \
+                        if f.get("body_b64") is not None \
+                        else f["body"].encode()
+                    hit = (RawAnswer(code, raw, f.get("content_type") or
+                                     "text/plain"), hit[1])
                 break
             else:
                 return
@@ -1935,6 +2002,16 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 pos = want
             if expired_ev is None:
+                # A client that closed its previous watch just before this
+                # one is not watching twice, even if that watch's loop has
+                # not polled its socket yet: uncount it now.
+                for ow in st.watchers.values():
+                    if ow.key == res.key and not ow.gone and \
+                            ow.sock is not None and _peer_closed(ow.sock):
+                        ow.gone = True
+                        st.watch_cur[res.key] = \
+                            st.watch_cur.get(res.key, 1) - 1
+                w.sock = self.connection
                 st.watchers[w.id] = w
                 cur = st.watch_cur.get(res.key, 0) + 1
                 st.watch_cur[res.key] = cur
@@ -1958,7 +2035,8 @@ class Handler(BaseHTTPRequestHandler):
         finally:
             with store.cond:
                 st.watchers.pop(w.id, None)
-                st.watch_cur[res.key] = st.watch_cur.get(res.key, 1) - 1
+                if not w.gone:
+                    st.watch_cur[res.key] = st.watch_cur.get(res.key, 1) - 1
 
     def bookmark(self, res, rv, initial_end=False):
         md = {"resourceVersion": str(rv)}
@@ -2034,6 +2112,11 @@ class Handler(BaseHTTPRequestHandler):
                 buf = []
         if watch_list:
             buf.append(chunk(self.bookmark(res, pos, True)))
+        with store.cond:
+            for p in st.poison:
+                if (p["key"] is None or p["key"] == res.key) and \
+                        pos < p["rv"]:
+                    buf.append(chunk(p["line"] + b"\n"))
         if buf:
             sock.sendall(b"".join(buf))
         initial = None
@@ -2108,8 +2191,7 @@ class Handler(BaseHTTPRequestHandler):
             if action is not None:
                 mode = action["mode"]
                 if mode == "garbage":
-                    sock.sendall(chunk(action.get("line", "garbage").encode()
-                                       + b"\n"))
+                    sock.sendall(chunk(action["line"] + b"\n"))
                     continue
                 if mode == "clean":
                     finish = True
@@ -2221,8 +2303,32 @@ def c_drop(srv, method, args):
 
 
 def c_garbage(srv, method, args):
-    return _arm_watchers(srv, {"mode": "garbage", "line": args.get(
-        "line", "this is not json {{{")}, args.get("resource"))
+    if args.get("line_b64") is not None:
+        line = base64.b64decode(args["line_b64"])
+    else:
+        line = args.get("line", "this is not json {{{").encode()
+    return _arm_watchers(srv, {"mode": "garbage", "line": line},
+                         args.get("resource"))
+
+
+def c_poison(srv, method, args):
+    """A line that stands for the event at revision rv (default: the next
+    one): every watch of the resource that starts before rv gets it first,
+    again after every reconnect, like a real server re-sending an event the
+    client cannot read; open watches get it now. A watch from rv or later
+    does not. clear-faults drops it."""
+    if args.get("line_b64") is not None:
+        line = base64.b64decode(args["line_b64"])
+    else:
+        line = args.get("line", "this is not json {{{").encode()
+    res = _res_arg(args)
+    key = res.key if res is not None else None
+    with srv.store.cond:
+        rv = int(args.get("rv") or srv.store.rv + 1)
+        srv.st.poison.append({"key": key, "line": line, "rv": rv})
+    out = _arm_watchers(srv, {"mode": "garbage", "line": line}, key)
+    out["resourceVersion"] = rv
+    return out
 
 
 def c_replay(srv, method, args):
@@ -2238,7 +2344,11 @@ def c_fail(srv, method, args):
          "path": args.get("path"), "path_regex": args.get("path_regex"),
          "watch": args.get("watch"), "retry_after": args.get("retry_after"),
          "message": args.get("message"), "reason": args.get("reason"),
-         "hang": args.get("hang")}
+         "hang": args.get("hang"), "body": args.get("body"),
+         "body_b64": args.get("body_b64"),
+         "content_type": args.get("content_type"),
+         "headers_only": bool(args.get("headers_only")),
+         "hold": args.get("hold")}
     with srv.store.cond:
         srv.st.faults.append(f)
     return {"fault": len(srv.st.faults) - 1}
@@ -2249,6 +2359,7 @@ def c_clear_faults(srv, method, args):
         srv.st.faults = []
         srv.st.forbid = {}
         srv.st.stall_until = 0.0
+        srv.st.poison = []
         srv.store.cond.notify_all()
     return {}
 
@@ -2539,6 +2650,7 @@ def c_churn(srv, method, args):
 CONTROL = {
     "health": c_health, "state": c_state,
     "drop-watches": c_drop, "garbage": c_garbage, "replay": c_replay,
+    "poison": c_poison,
     "fail": c_fail, "clear-faults": c_clear_faults,
     "forbid": c_forbid, "allow": c_allow,
     "compact": c_compact, "expire-continue": c_expire_continue,

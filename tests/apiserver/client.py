@@ -14,6 +14,7 @@ Python 3 standard library only. See README.md for every option and control
 call.
 """
 
+import base64
 import gc
 import http.client
 import importlib.util
@@ -444,6 +445,12 @@ class ApiServer:
                                               "rst": rst})
 
     def inject_garbage(self, line="this is not json {{{", resource=None):
+        """Writes line + "\\n" as its own chunk into every watch; bytes are
+        sent as they are (e.g. invalid UTF-8)."""
+        if isinstance(line, bytes):
+            return self.control("garbage", {
+                "line_b64": base64.b64encode(line).decode(),
+                "resource": resource})
         return self.control("garbage", {"line": line, "resource": resource})
 
     def inject_event(self, event, resource=None):
@@ -452,6 +459,17 @@ class ApiServer:
         return self.inject_garbage(json.dumps(event, separators=(",", ":")),
                                    resource)
 
+    def poison(self, line, resource="pods", rv=None):
+        """A sticky bad line at revision rv (default: the next): open
+        watches get it now, and every watch starting before rv gets it
+        again (see README). Returns {"watches", "resourceVersion"}."""
+        args = {"resource": resource, "rv": rv}
+        if isinstance(line, bytes):
+            args["line_b64"] = base64.b64encode(line).decode()
+        else:
+            args["line"] = line
+        return self.control("poison", args)
+
     def replay(self, count=1, resource=None):
         """Every watch re-sends the events it sent for the last count
         revisions (duplicates, to test de-duplication)."""
@@ -459,12 +477,24 @@ class ApiServer:
 
     def fail_next(self, count=1, code=500, path=None, verb=None, method=None,
                   watch=None, retry_after=None, path_regex=None,
-                  message=None, reason=None, hang=None):
-        return self.control("fail", {
+                  message=None, reason=None, hang=None, body=None,
+                  content_type=None, headers_only=False, hold=None):
+        """body (str or bytes) answers these raw bytes with content_type
+        (default text/plain) instead of a Status: a proxy's HTML page, an
+        empty 200. headers_only sends the status line and headers and
+        nothing more, holding the connection until the client closes it
+        (or hold seconds)."""
+        args = {
             "count": count, "code": code, "path": path, "verb": verb,
             "method": method, "watch": watch, "retry_after": retry_after,
             "path_regex": path_regex, "message": message, "reason": reason,
-            "hang": hang})
+            "hang": hang, "content_type": content_type,
+            "headers_only": headers_only, "hold": hold}
+        if isinstance(body, bytes):
+            args["body_b64"] = base64.b64encode(body).decode()
+        elif body is not None:
+            args["body"] = body
+        return self.control("fail", args)
 
     def clear_faults(self):
         return self.control("clear-faults")

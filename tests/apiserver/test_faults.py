@@ -167,6 +167,68 @@ class FaultTest(unittest.TestCase):
                  e["method"] == "POST"]
         self.assertEqual(len(fails), 1)
 
+    def test_raw_answers(self):
+        api = self.api
+        path = api.path("configmaps", "f11")
+        html = "<html><body><h1>502 Bad Gateway</h1></body></html>"
+        api.fail_next(1, code=502, verb="list", body=html,
+                      content_type="text/html")
+        st, hdrs, body = api.raw("GET", path)
+        self.assertEqual((st, hdrs.get("Content-Type"), body),
+                         (502, "text/html", html.encode()))
+        api.fail_next(1, code=200, verb="list", body=b"")
+        st, hdrs, body = api.raw("GET", path)
+        self.assertEqual((st, hdrs.get("Content-Length"), body),
+                         (200, "0", b""))
+        api.fail_next(1, code=200, verb="list", body=b"\x08\x01\xff",
+                      content_type="application/vnd.kubernetes.protobuf")
+        st, hdrs, body = api.raw("GET", path)
+        self.assertEqual((st, body), (200, b"\x08\x01\xff"))
+        self.assertEqual(api.raw("GET", path)[0], 200)
+        # headers only: the body never comes, the connection stays open
+        api.fail_next(1, code=200, watch=True, headers_only=True, hold=5)
+        w = RawWatch(api, "configmaps", "f11")
+        with w:
+            self.assertEqual(w.status, 200)
+            self.assertEqual(w.headers.get("transfer-encoding"), "chunked")
+            self.assertEqual(w.read(0.6), ("timeout", None))
+        # logged once the held connection ended
+        statuses = lambda: [e["status"] for e in api.request_log()  # noqa
+                            if e["path"] == path][-5:]
+        self.assertTrue(api.wait_for(lambda: len(statuses()) == 5))
+        self.assertEqual(statuses(), [502, 200, 200, 200, 200])
+
+    def test_garbage_bytes(self):
+        api = self.api
+        with self.live_watch("f12") as w:
+            api.inject_garbage(b'{"type":"ADDED","x":"\xff\xfe"}')
+            self.assertEqual(w.read(3),
+                             ("line", b'{"type":"ADDED","x":"\xff\xfe"}\n'))
+
+    def test_poison_line(self):
+        api = self.api
+        with self.live_watch("f13") as w:
+            out = api.poison("poisoned {{{", resource="configmaps")
+            self.assertEqual(out["watches"], 1)
+            self.assertEqual(w.read(3), ("line", b"poisoned {{{\n"))
+        start = str(api.resource_version())
+        # a watch starting before the poison's revision gets it again
+        with RawWatch(api, "configmaps", "f13",
+                      resourceVersion=start) as w:
+            self.assertEqual(w.read(3), ("line", b"poisoned {{{\n"))
+            api.create("configmaps", cm("p1"), namespace="f13")
+            ev = w.event()
+            self.assertEqual(name_of(ev), "p1")
+        # from the poison's revision on, it is gone
+        rv1 = ev["object"]["metadata"]["resourceVersion"]
+        self.assertGreaterEqual(int(rv1), out["resourceVersion"])
+        with RawWatch(api, "configmaps", "f13", resourceVersion=rv1) as w:
+            api.create("configmaps", cm("p2"), namespace="f13")
+            self.assertEqual(name_of(w.event()), "p2")
+        api.clear_faults()
+        with RawWatch(api, "configmaps", "f13", resourceVersion=start) as w:
+            self.assertEqual(name_of(w.event()), "p1")
+
     def test_forbid(self):
         api = self.api
         api.forbid("pods", ["list", "watch"])
@@ -190,8 +252,8 @@ class FaultTest(unittest.TestCase):
         api.list("configmaps", "f8", limit=5)
         with RawWatch(api, "configmaps", "f8", timeoutSeconds="1") as w:
             w.read(3)
+        self.assertTrue(api.wait_for(lambda: len(api.request_log()) == 2))
         log = api.request_log()
-        self.assertEqual(len(log), 2)
         lst, wat = log
         self.assertEqual((lst["method"], lst["path"], lst["query"],
                           lst["status"], lst["watch"]),
@@ -202,7 +264,9 @@ class FaultTest(unittest.TestCase):
         self.assertIsInstance(wat["time"], float)
         nxt = api.control("requests", {}, method="GET")["next"]
         api.list("configmaps", "f8")
-        self.assertEqual(len(api.request_log(since=nxt)), 1)
+        # a request is logged just after its answer went out
+        self.assertTrue(api.wait_for(
+            lambda: len(api.request_log(since=nxt)) == 1))
 
     def test_bulk_and_churn(self):
         api = self.api

@@ -34,6 +34,34 @@ sys.path.insert(0, os.path.join(SRC, "tests", "apiserver"))
 from client import ApiServer, ApiError  # noqa: E402,F401
 
 
+# Known test secrets (API tokens, Secret values, hash keys, webhook
+# credentials): no agent log and no sink output of any test may contain
+# one. Tests add theirs with register_secret(); TestCase.tearDown checks.
+SECRETS = set()
+SECRET_MIN_LEN = 8
+
+
+def register_secret(*values):
+    """Declare test secrets (str or bytes) that must never appear in an
+    agent log or sink output. Short values would match by chance: at
+    least SECRET_MIN_LEN characters."""
+    for v in values:
+        if isinstance(v, bytes):
+            v = v.decode("utf-8", errors="surrogateescape")
+        v = v.strip()
+        if len(v) < SECRET_MIN_LEN:
+            raise ValueError("test secret %r too short to grep for" % v)
+        SECRETS.add(v)
+
+
+def find_secrets(data):
+    """The registered secrets found in data (bytes or str), by name of
+    their first characters only, so a failure never prints a secret."""
+    if isinstance(data, bytes):
+        data = data.decode("utf-8", errors="surrogateescape")
+    return sorted(s[:3] + "..." for s in SECRETS if s in data)
+
+
 def wait_for(cond, timeout=10.0, interval=0.05, what=None):
     """Poll cond() until it is truthy; deadline scaled by MULT. Returns the
     value, or raises AssertionError naming `what`."""
@@ -160,14 +188,16 @@ class Agent:
         with open(self.conf_path, "w") as f:
             f.write("\n".join(lines) + "\n")
 
-    def start(self, env=None):
+    def start(self, env=None, wrapper=None):
+        """wrapper: argv prefix, e.g. ["valgrind", ...]."""
         self.runs += 1
         logf = open(self.log_path, "ab")
         logf.write(("--- run %d ---\n" % self.runs).encode())
         logf.flush()
         e = dict(os.environ)
         e.update(env or {})
-        self.proc = subprocess.Popen([BINARY, "--config", self.conf_path],
+        self.proc = subprocess.Popen(list(wrapper or []) +
+                                     [BINARY, "--config", self.conf_path],
                                      stdin=subprocess.DEVNULL, stdout=logf,
                                      stderr=logf, env=e)
         logf.close()
@@ -199,6 +229,16 @@ class Agent:
 
     def events(self):
         return read_events(self.events_path)
+
+    def output_files(self):
+        """Every file this agent wrote for others to read: its log, file
+        sinks and dead-letter files."""
+        out = [self.log_path]
+        for sk in self.sinks:
+            for k in ("path", "dead_letter_path"):
+                if sk.get(k):
+                    out.append(sk[k])
+        return out
 
     def log(self):
         try:
@@ -303,6 +343,8 @@ class TestCase(unittest.TestCase):
         self.tmp = tempfile.mkdtemp(prefix="kwb-it-")
         self.api = ApiServer(**self.api_options).start()
         self.agents = []
+        # More files to grep for secrets (webhook receiver dumps, ...).
+        self.secret_checked_files = []
 
     def tearDown(self):
         failed = any(err for _, err in getattr(self._outcome, "errors", [])
@@ -310,11 +352,38 @@ class TestCase(unittest.TestCase):
         for a in self.agents:
             if a.alive():
                 a.kill()
+        leaks = self.secret_leaks()
         self.api.stop()
-        if os.environ.get("KWB_KEEP_TMP") or failed:
+        if os.environ.get("KWB_KEEP_TMP") or failed or leaks:
             sys.stderr.write("kept %s\n" % self.tmp)
         else:
             shutil.rmtree(self.tmp, ignore_errors=True)
+        if leaks:
+            raise AssertionError("test secrets leaked: %s" %
+                                 "; ".join(leaks))
+
+    def secret_leaks(self):
+        """Grep every agent log and sink output of this test for the
+        registered secrets (and the API server's bearer token)."""
+        if getattr(self.api, "token", None) and \
+                len(self.api.token) >= SECRET_MIN_LEN:
+            register_secret(self.api.token)
+        if not SECRETS:
+            return []
+        files = []
+        for a in self.agents:
+            files.extend(a.output_files())
+        files.extend(self.secret_checked_files)
+        leaks = []
+        for path in sorted(set(files)):
+            try:
+                with open(path, "rb") as f:
+                    found = find_secrets(f.read())
+            except (FileNotFoundError, IsADirectoryError):
+                continue
+            if found:
+                leaks.append("%s contains %s" % (path, ", ".join(found)))
+        return leaks
 
     def agent(self, **kw):
         a = Agent(self.api, self.tmp, **kw)
