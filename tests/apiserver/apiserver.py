@@ -110,6 +110,18 @@ RESOURCES = [
     Resource("coordination.k8s.io", "v1", "leases", "Lease", True),
     Resource("example.com", "v1", "widgets", "Widget", True, ("wd",),
              status_sub=True, crd=True, categories=("all",)),
+    # What deploy/ creates, so `kubectl apply --dry-run=server -k deploy/`
+    # can be checked against this server.
+    Resource("", "v1", "serviceaccounts", "ServiceAccount", True, ("sa",)),
+    Resource("", "v1", "services", "Service", True, ("svc",),
+             status_sub=True, categories=("all",)),
+    Resource("rbac.authorization.k8s.io", "v1", "clusterroles",
+             "ClusterRole", False),
+    Resource("rbac.authorization.k8s.io", "v1", "clusterrolebindings",
+             "ClusterRoleBinding", False),
+    Resource("rbac.authorization.k8s.io", "v1", "roles", "Role", True),
+    Resource("rbac.authorization.k8s.io", "v1", "rolebindings",
+             "RoleBinding", True),
 ]
 RES_BY_KEY = {r.key: r for r in RESOURCES}
 RES_BY_GV = {}
@@ -1531,7 +1543,14 @@ class Handler(BaseHTTPRequestHandler):
             if gv in RES_BY_GV:
                 self.send_json(200, openapi_v3(gv))
                 return
-        # /openapi/v2 and anything else: not served (see README).
+        if p == "/openapi/v2" and "protobuf" in \
+                self.headers.get("Accept", ""):
+            # Old clients (Debian's kubectl 1.20) insist on the protobuf v2
+            # document: an empty one (zero bytes is a valid empty message)
+            # lets them go on without schemas; the server validates.
+            self.send_bytes(200, b"", "application/octet-stream")
+            return
+        # /openapi/v2 as JSON and anything else: not served (see README).
         raise ApiError(404, "NotFound", "the server could not find the "
                        "requested resource")
 

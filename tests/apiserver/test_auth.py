@@ -39,6 +39,9 @@ class TokenTest(unittest.TestCase):
         # rotation; an open watch is not cut by it
         w = RawWatch(api, "pods",
                      resourceVersion=str(api.resource_version()))
+        # The watch is logged when its handler starts: let that happen
+        # before the rotation, or it is logged as an invalid token.
+        api.wait_for(lambda: any(e.get("watch") for e in api.request_log()))
         api.set_token("second-token")
         self.assertEqual(api.raw("GET", path, token="first-token")[0], 401)
         self.assertEqual(api.raw("GET", path, token="second-token")[0], 200)

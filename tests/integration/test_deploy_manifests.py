@@ -296,6 +296,39 @@ def check_dockerfile():
           ".dockerignore excludes .git and build trees")
 
 
+def check_apply(objs):
+    """kubectl apply of deploy/ against the test API server: first with
+    --dry-run=server (nothing stored), then for real."""
+    sys.path.insert(0, os.path.join(SRC, "tests", "apiserver"))
+    from testlib import ApiServer, kubectl, kubectl_minor
+    # Debian's kubectl 1.20 needs the protobuf /openapi/v2 document for a
+    # client-side apply; server-side apply needs nothing from the client.
+    mode = ["--server-side"] if kubectl_minor() < 24 else []
+    with ApiServer() as api:
+        kc = os.path.join(api.dir, "kubeconfig")
+        api.write_kubeconfig(kc)
+        if mode:
+            print("skip kubectl apply --dry-run=server: kubectl 1.%d decides "
+                  "dry-run support from an OpenAPI v2 schema this server "
+                  "does not serve; applying for real below" % kubectl_minor())
+        else:
+            r = kubectl(kc, "apply", "--dry-run=server", "-k", DEPLOY,
+                        check=False)
+            check(r.returncode == 0, "kubectl apply --dry-run=server -k "
+                  "deploy/ succeeds: %s" % r.stderr.strip()[-300:])
+            check(r.stdout.count("(server dry run)") == len(objs),
+                  "every object was dry-run")
+            check(api.list_all("apps/deployments", NAMESPACE)[0] == [],
+                  "a dry run stores nothing")
+        r = kubectl(kc, "apply", *mode, "-k", DEPLOY, check=False)
+        check(r.returncode == 0, "kubectl apply -k deploy/ succeeds: %s" %
+              r.stderr.strip()[-300:])
+        dep = api.get("apps/deployments", "kube-watch-bridge",
+                      namespace=NAMESPACE)
+        check(dep["spec"]["template"]["spec"]["serviceAccountName"] ==
+              "kube-watch-bridge", "the applied Deployment is stored")
+
+
 def main():
     rendered, objs = render()
     kinds = sorted({o["kind"] for o in objs})
@@ -333,6 +366,7 @@ def main():
 
     check_config_file(conf, "ConfigMap config")
     check_dockerfile()
+    check_apply(objs)
 
     print("%d failed" % len(failures))
     return 1 if failures else 0

@@ -1,7 +1,9 @@
 """Two real agents with leader election (issue 9): exactly one forwards;
 kill -9 of the leader -> the standby takes over within the lease duration
 plus slack and nothing is lost; SIGTERM of the leader -> it drains, releases
-the Lease and the standby takes over within about a retry period.
+the Lease and the standby takes over within about a retry period; a
+leader that cannot renew (Lease updates forbidden) drains, exits 1, and the
+standby takes over after expiry.
 
 Each replica has its own state dir (file backend), as two pods with their
 own volumes. A replica that takes over without the old leader's checkpoint
@@ -178,6 +180,39 @@ class LeaderAgents(TestCase):
         self.assertMatchesServer(ea + eb)
         self.assertEqual(len(eb), 6, "4 listed at takeover, then 2")
 
+
+    def test_lost_lease_stops_forwarding_and_exits_1(self):
+        """A leader that cannot renew within the renew deadline stops its
+        watches, drains, and exits 1 (client-go's OnStoppedLeading); the
+        standby takes over once the lease has expired."""
+        a, b = self.start_pair()
+        a.wait_events(5)
+        self.modify("base-0", 1)
+        a.wait_events(6)
+        # Renewals fail for longer than the renew deadline (2 s).
+        self.api.forbid("coordination.k8s.io/leases", ["update"])
+        rc = a.proc.wait(10 * MULT)
+        a.proc = None
+        self.api.allow()
+        self.assertEqual(rc, 1, "lost leadership exits 1")
+        log = a.log()
+        self.assertIn("lost leadership", log)
+        self.assertIn("leadership lost: stopping", log)
+        self.assertIn("all events acknowledged", log)
+        wait_leader(b, LEASE_S + RETRY_S * 1.2 + 3, "b to take over")
+        self.assertEqual(lease_holder(self.api), "b")
+        live = len(self.api.list_all("pods")[0])
+        b.wait_events(live)
+        self.create("after-0")
+        b.wait_events(live + 1)
+        self.assertEqual(b.stop(), 0)
+        ea, eb = a.events(), b.events()
+        self.assertEqual(len(ea), 6)
+        self.assertNoDuplicates(ea)
+        self.assertNoDuplicates(eb)
+        truth = history(self.api, self.rv0, self.changes)
+        self.assertCovered(truth, ea + eb, int(self.api.resource_version()))
+        self.assertMatchesServer(ea + eb)
 
 if __name__ == "__main__":
     main()

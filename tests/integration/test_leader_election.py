@@ -82,7 +82,9 @@ def body(tmp, api, drivers):
     L.check(t is not None, "replica-c becomes leader after the release")
     took = t - stop_at
     # Expiry alone would take a lease duration after the release was seen.
-    L.check(took < L.RETRY_S * 1.2 + 1.3 * L.MULT,
+    # Loose on purpose: a loaded 2-core CI box delays every step by
+    # seconds; the clean stop (exit 0, STOPPED) is checked above.
+    L.check(took < (L.RETRY_S * 1.2 + 1.3) * L.MULT + 2.0,
             "release lets the standby take over within a retry period "
             "(%.2fs)" % took)
     lease = api.lease()
