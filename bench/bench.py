@@ -143,6 +143,9 @@ class Agent:
             f.write('cluster = { name = "bench"; server = "%s"; };\n' % server)
             f.write('state = { dir = "%s"; };\n' % os.path.join(tmp, "state"))
             f.write('initial = "%s";\nlog_level = "info";\n' % initial)
+            # streamd serves LIST + WATCH, not streaming lists (its gated
+            # watch would hold the initial events back).
+            f.write('watch_defaults = { watch_list = "off"; };\n')
             f.write('watches = ( { api = "%s"; resource = "%s"; } );\n' %
                     (api, res))
             f.write("sinks = ( %s );\n" %
