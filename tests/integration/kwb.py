@@ -85,7 +85,20 @@ def free_port():
 
 
 def read_events(path):
-    """Every JSON line of a file sink (rotated files not included)."""
+    """Every JSON line of a file sink, oldest first: rotated files
+    (path.N ... path.1) before the current one."""
+    out = []
+    rotated = []
+    n = 1
+    while os.path.exists("%s.%d" % (path, n)):
+        rotated.append("%s.%d" % (path, n))
+        n += 1
+    for old in reversed(rotated):
+        out += read_one(old)
+    return out + read_one(path)
+
+
+def read_one(path):
     out = []
     try:
         with open(path, "rb") as f:
