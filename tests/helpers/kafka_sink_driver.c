@@ -62,6 +62,9 @@ static int64_t now_ms(void)
 }
 
 static void on_log(int level, const char *sink_name, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void on_log(int level, const char *sink_name, const char *fmt, ...)
 {
     va_list ap;
 
