@@ -38,6 +38,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.dirname(HERE)
 TICK = os.sysconf("SC_CLK_TCK")
 TS_KEY = b'"bench.kwb/sent-ns":"'
+WATCH_LIST = ["off"]  # the agent's watch_defaults.watch_list
 
 
 def log(msg):
@@ -143,9 +144,10 @@ class Agent:
             f.write('cluster = { name = "bench"; server = "%s"; };\n' % server)
             f.write('state = { dir = "%s"; };\n' % os.path.join(tmp, "state"))
             f.write('initial = "%s";\nlog_level = "info";\n' % initial)
-            # streamd serves LIST + WATCH, not streaming lists (its gated
-            # watch would hold the initial events back).
-            f.write('watch_defaults = { watch_list = "off"; };\n')
+            # Paginated LIST by default (comparable with earlier runs);
+            # --watch-list on|auto uses streamd's sendInitialEvents path.
+            f.write('watch_defaults = { watch_list = "%s"; };\n' %
+                    WATCH_LIST[0])
             f.write('watches = ( { api = "%s"; resource = "%s"; } );\n' %
                     (api, res))
             f.write("sinks = ( %s );\n" %
@@ -670,12 +672,18 @@ def main():
     ap.add_argument("--agent-env", action="append", default=[],
                     help="KEY=VALUE for the agent's environment (experiments,"
                     " e.g. GLIBC_TUNABLES=...)")
+    ap.add_argument("--watch-list", default="off",
+                    choices=("off", "on", "auto"),
+                    help="the agent's initial sync: paginated LIST (off) or "
+                    "streaming list (sendInitialEvents)")
     a = ap.parse_args()
+    WATCH_LIST[0] = a.watch_list
     a.reps = a.reps or (1 if a.quick else 3)
     a.tmp = a.tmp or tempfile.mkdtemp(prefix="kwb-bench-")
     os.makedirs(a.tmp, exist_ok=True)
     only = set(x for x in a.only.split(",") if x)
-    res = {"machine": machine(), "quick": a.quick, "reps": a.reps}
+    res = {"machine": machine(), "quick": a.quick, "reps": a.reps,
+           "watch_list": a.watch_list}
     for name, fn in FIGURES:
         if only and name not in only:
             continue

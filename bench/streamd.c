@@ -7,6 +7,9 @@
  *   GET <collection>?limit=&continue=        LIST page (Content-Length)
  *   GET <collection>?watch=1&resourceVersion= WATCH, chunked NDJSON, one
  *                                            chunk per event line
+ *   ...&sendInitialEvents=true               watch-list: the LIST's objects
+ *                                            as ADDED, the initial-events-end
+ *                                            BOOKMARK, then the WATCH
  * Watch event seq s (0-based) is object k = s % pool, resourceVersion
  * 200000000000 + s + 1, ADDED when s % 5 == 0 else MODIFIED. Each
  * connection owns a ring of chunk-framed lines and patches uid, name, rv
@@ -176,6 +179,87 @@ static void ring_patch(struct ring *r, uint64_t seq, uint64_t ts)
                    ts);
 }
 
+/* Object i of the LIST at generation g; 0 when it is deleted there.
+ * Generation >0: i % 100 == 1 deleted, i % 100 == 2 modified, and
+ * list/100 new objects after the original ones. */
+static int list_obj(uint64_t i, int g, uint64_t *k, uint64_t *rv)
+{
+    *k = i;
+    *rv = KWB_BGEN_RV_BASE + i;
+    if (g > 0) {
+        if (i % 100 == 1) {
+            return 0;
+        }
+        if (i % 100 == 2) {
+            *rv = KWB_BGEN_RV_BASE + 50000000000ull + i + (uint64_t)g;
+        }
+    }
+    return 1;
+}
+
+/*
+ * watch-list (sendInitialEvents=true): the LIST's objects as ADDED events,
+ * then a BOOKMARK with the k8s.io/initial-events-end annotation at the
+ * list's resourceVersion. 0 or -1 on a write error.
+ */
+static int send_initial(int fd, int g)
+{
+    uint64_t total = opt.list + (g > 0 ? opt.list / 100 : 0);
+    size_t cap = 1 << 20, len = 0;
+    char *buf = malloc(cap);
+    int rc = -1;
+
+    if (!buf) {
+        return -1;
+    }
+    for (uint64_t j = 0; j < total; j++) {
+        uint64_t k, rv;
+        const struct kwb_bgen_tmpl *t;
+        char pre[64];
+        int n, h;
+
+        if (j >= opt.list) {
+            k = j;
+            rv = KWB_BGEN_RV_BASE + 60000000000ull + j;
+        } else if (!list_obj(j, g, &k, &rv)) {
+            continue;
+        }
+        t = kwb_bgen_var(&gen, k);
+        if (len + t->len + 128 > cap) {
+            if (write_all(fd, buf, len) < 0) {
+                goto out;
+            }
+            len = 0;
+        }
+        n = snprintf(pre, sizeof(pre), "{\"type\":\"ADDED\",\"object\":");
+        h = snprintf(buf + len, 32, "%zx\r\n", (size_t)n + t->len + 2);
+        len += (size_t)h;
+        memcpy(buf + len, pre, (size_t)n);
+        len += (size_t)n;
+        memcpy(buf + len, t->obj, t->len);
+        kwb_bgen_patch(t, buf + len, k, rv, 0);
+        len += t->len;
+        memcpy(buf + len, "}\n\r\n", 4);
+        len += 4;
+    }
+    {
+        char bm[512];
+        int n = snprintf(bm, sizeof(bm),
+                         "{\"type\":\"BOOKMARK\",\"object\":{\"kind\":"
+                         "\"%s\",\"apiVersion\":\"v1\",\"metadata\":{"
+                         "\"resourceVersion\":\"%" PRIu64 "\",\"annotations\":"
+                         "{\"k8s.io/initial-events-end\":\"true\"}}}}\n",
+                         gen.kind == KWB_BGEN_PODS ? "Pod" : "Event",
+                         (uint64_t)(KWB_BGEN_WATCH_RV + atomic_load(&head)));
+        int h = snprintf(buf + len, cap - len, "%x\r\n%s\r\n", n, bm);
+        len += (size_t)h;
+    }
+    rc = write_all(fd, buf, len);
+out:
+    free(buf);
+    return rc;
+}
+
 static const char expired[] =
     "{\"type\":\"ERROR\",\"object\":{\"kind\":\"Status\",\"apiVersion\":"
     "\"v1\",\"metadata\":{},\"status\":\"Failure\",\"message\":\"too old "
@@ -205,7 +289,7 @@ static void sleep_until(double t)
     }
 }
 
-static void serve_watch(int fd, uint64_t from_rv)
+static void serve_watch(int fd, uint64_t from_rv, int initial)
 {
     static const char hdr[] = "HTTP/1.1 200 OK\r\n"
                               "Content-Type: application/json\r\n"
@@ -222,6 +306,13 @@ static void serve_watch(int fd, uint64_t from_rv)
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     if (ring_init(&r) < 0 || write_all(fd, hdr, sizeof(hdr) - 1) < 0) {
         goto out;
+    }
+    if (initial) {
+        /* The stream continues after the list's resourceVersion. */
+        seq = start = atomic_load(&head);
+        if (send_initial(fd, gen0) < 0) {
+            goto out;
+        }
     }
     while (opt.gate && !atomic_load(&gate_open) &&
            atomic_load(&list_gen) == gen0) {
@@ -299,24 +390,6 @@ out:
 }
 
 /* ---- list --------------------------------------------------------------- */
-
-/* Object i of the LIST at generation g; 0 when it is deleted there.
- * Generation >0: i % 100 == 1 deleted, i % 100 == 2 modified, and
- * list/100 new objects after the original ones. */
-static int list_obj(uint64_t i, int g, uint64_t *k, uint64_t *rv)
-{
-    *k = i;
-    *rv = KWB_BGEN_RV_BASE + i;
-    if (g > 0) {
-        if (i % 100 == 1) {
-            return 0;
-        }
-        if (i % 100 == 2) {
-            *rv = KWB_BGEN_RV_BASE + 50000000000ull + i + (uint64_t)g;
-        }
-    }
-    return 1;
-}
 
 static int serve_list(int fd, uint64_t limit, uint64_t cont)
 {
@@ -411,6 +484,7 @@ static void *conn_main(void *arg)
     for (;;) {
         char *end, *sp, *q;
         uint64_t watch = 0, rv = 0, limit = 0, cont = 0;
+        int initial = 0;
         ssize_t n;
 
         while (!(end = memmem(req, have, "\r\n\r\n", 4))) {
@@ -439,9 +513,10 @@ static void *conn_main(void *arg)
             query_u64(q, "resourceVersion", &rv);
             query_u64(q, "limit", &limit);
             query_u64(q, "continue", &cont);
+            initial = strstr(q, "sendInitialEvents=true") != NULL;
         }
         if (watch) {
-            serve_watch(fd, rv);
+            serve_watch(fd, rv, initial);
             goto out;
         }
         if (serve_list(fd, limit, cont) < 0) {

@@ -127,6 +127,25 @@ class TestStreamd(unittest.TestCase):
         names = {it["metadata"]["name"] for it in body["items"]}
         self.assertEqual(len(names), 1000)
 
+    def test_watch_list(self):
+        sd = Streamd(self.tmp.name, "--kind", "pods", "--list", "30",
+                     "--count", "5")
+        self.addCleanup(sd.stop)
+        c = sd.conn()
+        c.request("GET", "/api/v1/pods?watch=1&sendInitialEvents=true"
+                  "&resourceVersionMatch=NotOlderThan&resourceVersion=")
+        r = c.getresponse()
+        self.assertEqual(r.status, 200)
+        ev = read_chunked_lines(r, 36)
+        self.assertEqual([e["type"] for e in ev[:30]], ["ADDED"] * 30)
+        self.assertEqual(ev[30]["type"], "BOOKMARK")
+        md = ev[30]["object"]["metadata"]
+        self.assertEqual(md["annotations"]["k8s.io/initial-events-end"],
+                         "true")
+        self.assertEqual(len(ev), 36)
+        self.assertEqual([e["type"] for e in ev[31:]],
+                         ["ADDED"] + ["MODIFIED"] * 4)
+
     def test_tools_run(self):
         sd = Streamd(self.tmp.name, "--kind", "events", "--count", "2000")
         self.addCleanup(sd.stop)
