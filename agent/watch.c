@@ -882,7 +882,7 @@ static void *watch_main(void *arg)
              * the last RV, unless the server closes at once every time. */
             wlog(w, KWB_LOG_DEBUG, "watch closed by the server after %d "
                                    "events; resuming at %s",
-                 w->stream_events, w->rv);
+                 w->stream_events, w->rv ? w->rv : "(list)");
             if (kwb_now_ms() - started < 1000 && w->stream_events == 0 &&
                 sleep_ms(w, kwb_backoff_next(&w->backoff, kwb_now_ms(), 0)) <
                     0) {
@@ -893,8 +893,8 @@ static void *watch_main(void *arg)
             atomic_fetch_add_explicit(&w->stats->expired, 1,
                                       memory_order_relaxed);
             wlog(w, KWB_LOG_WARN,
-                 "resourceVersion %s expired (%s); relisting", w->rv,
-                 w->errmsg);
+                 "resourceVersion %s expired (%s); relisting",
+                 w->rv ? w->rv : "(none)", w->errmsg);
             w->need_list = 1;
             break;
         default:
