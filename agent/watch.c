@@ -19,6 +19,7 @@
 #include "watch.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -170,6 +171,9 @@ static void list_done(struct kwb_watch *w)
     w->syncs++;
     w->need_list = 0;
     mark_synced(w);
+    /* A list's page bodies and batches were large and are gone now: give
+     * the memory back instead of keeping the peak for the agent's life. */
+    malloc_trim(0);
 }
 
 static void update_objects(struct kwb_watch *w)
