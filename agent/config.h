@@ -26,6 +26,7 @@ struct kwb_watch_conf {
     char *field_selector; /* NULL when unset or "" */
     char *id;             /* "<api>/<resource>[@<namespace>]" */
     int trim_managed_fields; /* per watch; -1 = use global */
+    char *redact_paths; /* per watch; NULL = use global */
     char *topic;             /* optional per-watch Kafka topic override */
 };
 
@@ -81,6 +82,7 @@ struct kwb_config {
     int watch_list;            /* "auto" (-1, default), on (1), off (0) */
     size_t max_event_bytes;    /* default 16 MiB */
     int trim_managed_fields;   /* default 0 */
+    char *redact_paths;        /* "a.b,c.d": values replaced; NULL none */
 
     /* pipeline */
     size_t queue_events;       /* default 8192: backpressure bound */

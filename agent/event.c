@@ -61,11 +61,96 @@ void kwb_event_ctx_free(struct kwb_event_ctx *ctx)
     free(ctx->resource);
     free(ctx->api_version);
     free(ctx->kind);
+    for (size_t i = 0; i < ctx->n_redact_paths; i++) {
+        free(ctx->redact_paths[i]);
+    }
+    free(ctx->redact_paths);
     if (ctx->hash_key) {
         OPENSSL_cleanse(ctx->hash_key, ctx->hash_key_len);
         free(ctx->hash_key);
     }
     memset(ctx, 0, sizeof(*ctx));
+}
+
+int kwb_event_ctx_set_redact_paths(struct kwb_event_ctx *ctx,
+                                   const char *csv)
+{
+    const char *p = csv;
+
+    while (p && *p) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        while (len && (*p == ' ')) {
+            p++;
+            len--;
+        }
+        while (len && p[len - 1] == ' ') {
+            len--;
+        }
+        if (len) {
+            char **n = realloc(ctx->redact_paths,
+                               (ctx->n_redact_paths + 1) * sizeof(*n));
+            if (!n) {
+                return -ENOMEM;
+            }
+            ctx->redact_paths = n;
+            n[ctx->n_redact_paths] = strndup(p, len);
+            if (!n[ctx->n_redact_paths]) {
+                return -ENOMEM;
+            }
+            ctx->n_redact_paths++;
+        }
+        p = end ? end + 1 : NULL;
+    }
+    return 0;
+}
+
+/* Replace the value at `path` (dot-separated, from `node`) by
+ * "redacted"; arrays apply the rest of the path to every element. */
+static int redact_path(cJSON *node, const char *path)
+{
+    const char *dot = strchr(path, '.');
+    size_t len = dot ? (size_t)(dot - path) : strlen(path);
+    char key[256];
+    cJSON *child, *el;
+
+    if (cJSON_IsArray(node)) {
+        cJSON_ArrayForEach(el, node)
+        {
+            if (redact_path(el, path) < 0) {
+                return -ENOMEM;
+            }
+        }
+        return 0;
+    }
+    if (!cJSON_IsObject(node) || len == 0 || len >= sizeof(key)) {
+        return 0;
+    }
+    memcpy(key, path, len);
+    key[len] = '\0';
+    /* Every member of that name: a duplicate key must not slip through. */
+    cJSON_ArrayForEach(child, node)
+    {
+        if (!child->string || strcmp(child->string, key) != 0) {
+            continue;
+        }
+        if (dot) {
+            if (redact_path(child, dot + 1) < 0) {
+                return -ENOMEM;
+            }
+            continue;
+        }
+        cJSON *nv = cJSON_CreateString("redacted");
+        if (!nv) {
+            return -ENOMEM;
+        }
+        nv->string = child->string; /* the key moves to the new value */
+        nv->type |= child->type & cJSON_StringIsConst;
+        child->string = NULL;
+        cJSON_ReplaceItemViaPointer(node, child, nv);
+        child = nv;
+    }
+    return 0;
 }
 
 int kwb_event_ctx_set_list_kind(struct kwb_event_ctx *ctx, const char *kind,
@@ -288,6 +373,12 @@ char *kwb_event_rewrite(const struct kwb_event_ctx *ctx, const char *obj,
             goto out;
         }
     }
+    for (size_t i = 0; i < ctx->n_redact_paths; i++) {
+        if (redact_path(root, ctx->redact_paths[i]) < 0) {
+            snprintf(errbuf, errsize, "out of memory redacting a path");
+            goto out;
+        }
+    }
     if (ctx->trim_managed_fields) {
         cJSON *md = cJSON_GetObjectItemCaseSensitive(root, "metadata");
         if (cJSON_IsObject(md)) {
@@ -490,7 +581,7 @@ int kwb_event_append(struct kwb_batch *b, const struct kwb_event_ctx *ctx,
     if (rc < 0) {
         goto out;
     }
-    if (redact || ctx->trim_managed_fields) {
+    if (redact || ctx->trim_managed_fields || ctx->n_redact_paths) {
         rewritten = kwb_event_rewrite(ctx, obj->obj.p, obj->obj.len, redact,
                                       errbuf, errsize);
         if (!rewritten) {

@@ -28,6 +28,8 @@ struct kwb_event_ctx {
     int trim_managed_fields;
     unsigned char *hash_key; /* redaction key, NULL: "redacted" */
     size_t hash_key_len;
+    char **redact_paths; /* each "a.b.c"; values there become "redacted" */
+    size_t n_redact_paths;
 };
 
 /* Fill ctx from the config of watch `w`; hash key read from the file by
@@ -37,6 +39,12 @@ int kwb_event_ctx_init(struct kwb_event_ctx *ctx, const char *cluster,
                        int trim_managed_fields, const unsigned char *hash_key,
                        size_t hash_key_len);
 void kwb_event_ctx_free(struct kwb_event_ctx *ctx);
+/* Opt-in redaction of further JSON paths: `csv` is "a.b,c.d" (NULL or ""
+ * for none). Arrays on the way apply the rest of the path to each
+ * element. 0 or -ENOMEM. */
+int kwb_event_ctx_set_redact_paths(struct kwb_event_ctx *ctx,
+                                   const char *csv);
+
 /* Set the kind from a list kind ("PodList" -> "Pod"), if not yet known. */
 int kwb_event_ctx_set_list_kind(struct kwb_event_ctx *ctx, const char *kind,
                                 size_t len);

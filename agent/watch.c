@@ -958,6 +958,10 @@ struct kwb_watch *kwb_watch_new(const struct kwb_config *cfg, size_t idx,
     if (!w->kube || !w->batch ||
         kwb_event_ctx_init(&w->ectx, cfg->cluster_name, wc->resource,
                            wc->api, trim, hash_key, hash_key_len) < 0 ||
+        kwb_event_ctx_set_redact_paths(&w->ectx, wc->redact_paths
+                                                     ? wc->redact_paths
+                                                     : cfg->redact_paths) <
+            0 ||
         (resume_rv && set_rv(w, resume_rv) < 0)) {
         kwb_watch_free(w);
         return NULL;

@@ -349,5 +349,47 @@ class Fidelity(TestCase):
                           watch_conf("v1", "configmaps")], {})
 
 
+class RedactPaths(TestCase):
+    """Opt-in redaction of further JSON paths (issue 11): globally and per
+    watch; arrays on the way apply to each element; keys stay."""
+
+    def test_redact_paths_global_and_per_watch(self):
+        register_secret("env-secret-value-1")
+        register_secret("cm-password-value-2")
+        p = pod("env-pod")
+        p["metadata"]["annotations"] = {"note": "x"}
+        p["spec"]["containers"] = [
+            {"name": "a", "image": "x", "env": [
+                {"name": "TOKEN", "value": "env-secret-value-1"}]},
+            {"name": "b", "image": "y"}]
+        self.api.create("pods", p)
+        self.api.create("configmaps", {
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "creds", "namespace": "default",
+                         "annotations": {"note": "x"}},
+            "data": {"password": "cm-password-value-2", "user": "admin"}})
+        agent = self.agent(
+            watches=[watch_conf("v1", "pods"),
+                     watch_conf("v1", "configmaps",
+                                redact_paths="data.password")],
+            watch_defaults={"redact_paths": "spec.containers.env, "
+                            "metadata.annotations"}).start()
+        events = agent.wait_events(2)
+        agent.stop()
+        by_kind = {e["kind"]: e for e in agent.events()}
+        cs = by_kind["Pod"]["object"]["spec"]["containers"]
+        self.assertEqual(cs[0]["env"], "redacted")
+        self.assertNotIn("env", cs[1])
+        self.assertEqual(cs[1]["image"], "y")
+        self.assertEqual(by_kind["Pod"]["object"]["metadata"]["annotations"],
+                         "redacted")
+        cm = by_kind["ConfigMap"]["object"]
+        self.assertEqual(cm["data"], {"password": "redacted",
+                                      "user": "admin"})
+        # The per-watch value replaces the global one for that watch.
+        self.assertEqual(cm["metadata"]["annotations"], {"note": "x"})
+        self.assertEqual(len(events), 2)
+
+
 if __name__ == "__main__":
     main()
