@@ -25,6 +25,8 @@ class WatchList(TestCase):
                  what="readyz")
         self.api.patch("pods", "w-0", {"metadata": {"labels": {"v": "2"}}})
         self.api.delete("pods", "w-1")
+        # Both changes come by watch before the gap starts.
+        agent.wait_events(14)
         # A gap with compaction: the relist takes the same path.
         self.api.stall_watches()
         time.sleep(0.2)
