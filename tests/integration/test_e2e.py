@@ -138,5 +138,33 @@ class EndToEnd(TestCase):
         self.assertTrue(all(e["namespace"] == "" for e in nss))
 
 
+class FileSink(TestCase):
+
+    def test_rotation_keeps_whole_lines_and_n_files(self):
+        import os
+        from kwb import read_events
+        path = os.path.join(self.tmp, "rot.jsonl")
+        agent = self.agent(sinks=[{"type": "file", "path": path,
+                                   "rotate_bytes": 20000,
+                                   "rotate_keep": 2}]).start()
+        for i in range(120):
+            self.api.create("pods", pod("r-%03d" % i))
+        wait_for(lambda: any(e["name"] == "r-119"
+                             for e in read_events(path)),
+                 what="the last event")
+        self.assertEqual(agent.stop(), 0)
+        self.assertTrue(os.path.exists(path + ".1"))
+        self.assertTrue(os.path.exists(path + ".2"))
+        self.assertFalse(os.path.exists(path + ".3"), "rotate_keep = 2")
+        for f in (path + ".2", path + ".1", path):
+            data = open(f, "rb").read()
+            self.assertTrue(data.endswith(b"\n"), "whole lines only")
+        events = read_events(path)
+        names = [e["name"] for e in events]
+        # The kept files hold the newest events, contiguous and in order.
+        self.assertGreater(len(names), 10)
+        self.assertEqual(names, ["r-%03d" % i
+                                 for i in range(120 - len(names), 120)])
+
 if __name__ == "__main__":
     main()
