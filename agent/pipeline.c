@@ -321,7 +321,7 @@ fail:
 }
 
 int kwb_pipeline_push(struct kwb_pipeline *p, struct kwb_batch *b,
-                      const volatile int *stop)
+                      const atomic_int *stop)
 {
     if (b->n_items == 0) {
         kwb_batch_free(b);
@@ -331,7 +331,7 @@ int kwb_pipeline_push(struct kwb_pipeline *p, struct kwb_batch *b,
     /* Backpressure: wait while the pipeline holds too much. A batch larger
      * than the whole bound is still accepted when the pipeline is empty. */
     while (p->held > 0 && p->held + b->n_items > p->cfg->queue_events &&
-           !(stop && *stop)) {
+           !(stop && atomic_load(stop))) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_nsec += 100 * 1000000L;
@@ -341,7 +341,7 @@ int kwb_pipeline_push(struct kwb_pipeline *p, struct kwb_batch *b,
         }
         pthread_cond_timedwait(&p->space, &p->lock, &ts);
     }
-    if (stop && *stop && p->held > 0 &&
+    if (stop && atomic_load(stop) && p->held > 0 &&
         p->held + b->n_items > p->cfg->queue_events) {
         pthread_mutex_unlock(&p->lock);
         kwb_batch_free(b);

@@ -14,6 +14,7 @@
 #ifndef KWB_PIPELINE_H
 #define KWB_PIPELINE_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -110,7 +111,7 @@ int kwb_pipeline_start(struct kwb_pipeline *p);
  * waiting (the batch is then freed). Empty batches are freed at once.
  */
 int kwb_pipeline_push(struct kwb_pipeline *p, struct kwb_batch *b,
-                      const volatile int *stop);
+                      const atomic_int *stop);
 
 /*
  * An empty batch for watch `watch`, recycled from one the pipeline is done

@@ -76,7 +76,6 @@ struct kwb_watch {
     char *bad_rv; /* RV at which the last unparsable line came */
     int requests; /* watch requests made */
     atomic_int stop;
-    volatile int stop_flag; /* mirror of stop for kwb_pipeline_push */
     pthread_t thread;
     int started;
 
@@ -131,7 +130,7 @@ static int flush_batch(struct kwb_watch *w)
         return 0;
     }
     w->batch = kwb_pipeline_batch(w->pipeline, w->idx);
-    rc = kwb_pipeline_push(w->pipeline, b, &w->stop_flag);
+    rc = kwb_pipeline_push(w->pipeline, b, &w->stop);
     if (!w->batch) {
         return -ENOMEM;
     }
@@ -984,7 +983,6 @@ int kwb_watch_start(struct kwb_watch *w)
 void kwb_watch_request_stop(struct kwb_watch *w)
 {
     atomic_store(&w->stop, 1);
-    w->stop_flag = 1;
 }
 
 void kwb_watch_join(struct kwb_watch *w)
