@@ -17,9 +17,9 @@
 
 struct kwb_backoff {
     double initial_s, factor, jitter, max_s, reset_s;
-    double cur_s;          /* next base delay */
-    int64_t last_fail_ms;  /* time of the last failure, -1 never */
-    uint64_t rng;          /* xorshift state */
+    double cur_s;         /* next base delay */
+    int64_t last_fail_ms; /* time of the last failure, -1 never */
+    uint64_t rng;         /* xorshift state */
 };
 
 void kwb_backoff_init(struct kwb_backoff *b, double initial_s, double factor,

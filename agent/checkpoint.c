@@ -22,7 +22,7 @@
 
 #include <openssl/evp.h>
 
-#define MAGIC "KWB-CHECKPOINT 1\n"
+#define MAGIC    "KWB-CHECKPOINT 1\n"
 #define MAX_FILE (1ull << 32) /* 4 GiB: far above 1M objects */
 
 int kwb_checkpoint_path(const char *dir, const char *watch_id, char *out,
@@ -144,12 +144,11 @@ int kwb_checkpoint_format(const char *watch_id, const char *rv,
     *out = NULL;
     *len = 0;
     if (wb_put(&w, MAGIC, strlen(MAGIC)) || wb_put(&w, "watch ", 6) ||
-        wb_field(&w, watch_id) || wb_put(&w, "\nrv ", 4) ||
-        wb_field(&w, rv) || wb_put(&w, "\n", 1)) {
+        wb_field(&w, watch_id) || wb_put(&w, "\nrv ", 4) || wb_field(&w, rv) ||
+        wb_put(&w, "\n", 1)) {
         goto nomem;
     }
-    n = snprintf(line, sizeof(line), "count %zu\n",
-                 s ? kwb_store_count(s) : 0);
+    n = snprintf(line, sizeof(line), "count %zu\n", s ? kwb_store_count(s) : 0);
     if (wb_put(&w, line, (size_t)n)) {
         goto nomem;
     }
@@ -173,9 +172,9 @@ nomem:
     return -ENOMEM;
 }
 
-int kwb_checkpoint_write(const char *dir, const char *watch_id,
-                         const char *rv, const struct kwb_store *s,
-                         char *errbuf, size_t errsize)
+int kwb_checkpoint_write(const char *dir, const char *watch_id, const char *rv,
+                         const struct kwb_store *s, char *errbuf,
+                         size_t errsize)
 {
     char path[4096], tmp[4200];
     struct wbuf w = {0};
@@ -290,8 +289,8 @@ static char *next_line(char **p, char *end)
 }
 
 int kwb_checkpoint_parse(char *buf, size_t len, const char *path,
-                         const char *watch_id, char **rv,
-                         struct kwb_store **s, char *errbuf, size_t errsize)
+                         const char *watch_id, char **rv, struct kwb_store **s,
+                         char *errbuf, size_t errsize)
 {
     char hex[65];
     char *p, *end, *line, *trailer;
@@ -329,8 +328,7 @@ int kwb_checkpoint_parse(char *buf, size_t len, const char *path,
         goto out;
     }
     if (unescape_field(line + 6) < 0 || strcmp(line + 6, watch_id) != 0) {
-        snprintf(errbuf, errsize, "%s:2: checkpoint of another watch",
-                 path);
+        snprintf(errbuf, errsize, "%s:2: checkpoint of another watch", path);
         goto out;
     }
     line = next_line(&p, end);
@@ -362,8 +360,7 @@ int kwb_checkpoint_parse(char *buf, size_t len, const char *path,
         }
         if (!f[3] || unescape_field(f[0]) || unescape_field(f[1]) ||
             unescape_field(f[2]) || unescape_field(f[3]) || !f[0][0]) {
-            snprintf(errbuf, errsize, "%s:%zu: malformed entry", path,
-                     lineno);
+            snprintf(errbuf, errsize, "%s:%zu: malformed entry", path, lineno);
             goto out;
         }
         int prc = kwb_store_put(st, f[0], f[1], f[3], f[2]);
@@ -376,8 +373,8 @@ int kwb_checkpoint_parse(char *buf, size_t len, const char *path,
         got++;
     }
     if (p != end || got != count) {
-        snprintf(errbuf, errsize, "%s: %zu entries, header says %zu", path,
-                 got, count);
+        snprintf(errbuf, errsize, "%s: %zu entries, header says %zu", path, got,
+                 count);
         goto out;
     }
     *s = st;
@@ -450,8 +447,7 @@ int kwb_checkpoint_read(const char *dir, const char *watch_id, char **rv,
     }
     buf[len] = '\0';
 
-    rc = kwb_checkpoint_parse(buf, len, path, watch_id, rv, s, errbuf,
-                              errsize);
+    rc = kwb_checkpoint_parse(buf, len, path, watch_id, rv, s, errbuf, errsize);
 out:
     free(buf);
     if (fd >= 0) {

@@ -17,9 +17,9 @@
 
 /* Write the checkpoint of watch `watch_id`. 0 or negative errno with
  * errbuf set. Files are created 0600 inside a 0700 directory. */
-int kwb_checkpoint_write(const char *dir, const char *watch_id,
-                         const char *rv, const struct kwb_store *s,
-                         char *errbuf, size_t errsize);
+int kwb_checkpoint_write(const char *dir, const char *watch_id, const char *rv,
+                         const struct kwb_store *s, char *errbuf,
+                         size_t errsize);
 
 /*
  * Read it back: 0 with *rv (malloc'd) and *s (new store) set; -ENOENT
@@ -45,8 +45,8 @@ int kwb_checkpoint_format(const char *watch_id, const char *rv,
  * watch).
  */
 int kwb_checkpoint_parse(char *buf, size_t len, const char *path,
-                         const char *watch_id, char **rv,
-                         struct kwb_store **s, char *errbuf, size_t errsize);
+                         const char *watch_id, char **rv, struct kwb_store **s,
+                         char *errbuf, size_t errsize);
 
 /* The file path of a watch's checkpoint into out. 0 or -ENAMETOOLONG. */
 int kwb_checkpoint_path(const char *dir, const char *watch_id, char *out,

@@ -17,30 +17,30 @@ struct kwb_sink_ops;
 enum kwb_initial { KWB_INITIAL_EMIT = 0, KWB_INITIAL_SKIP };
 
 struct kwb_watch_conf {
-    char *api;      /* "v1", "apps/v1", "example.com/v1" */
-    char *group;    /* "" for core, else the part before '/' */
-    char *version;  /* "v1" */
-    char *resource; /* "pods" */
-    char *namespace_;     /* NULL = all namespaces / cluster-scoped */
-    char *label_selector; /* NULL when unset or "" */
-    char *field_selector; /* NULL when unset or "" */
-    char *id;             /* "<api>/<resource>[@<namespace>]" */
+    char *api;               /* "v1", "apps/v1", "example.com/v1" */
+    char *group;             /* "" for core, else the part before '/' */
+    char *version;           /* "v1" */
+    char *resource;          /* "pods" */
+    char *namespace_;        /* NULL = all namespaces / cluster-scoped */
+    char *label_selector;    /* NULL when unset or "" */
+    char *field_selector;    /* NULL when unset or "" */
+    char *id;                /* "<api>/<resource>[@<namespace>]" */
     int trim_managed_fields; /* per watch; -1 = use global */
-    char *redact_paths; /* per watch; NULL = use global */
+    char *redact_paths;      /* per watch; NULL = use global */
     char *topic;             /* optional per-watch Kafka topic override */
 };
 
 struct kwb_sink_conf {
-    char *type;             /* "file", "kafka", "webhook" */
-    char *name;             /* `name` key or the type */
-    char *dead_letter_path; /* NULL when unset */
-    config_setting_t *group; /* borrowed from the kept config_t */
-    int line;               /* line of the group, for messages */
+    char *type;                     /* "file", "kafka", "webhook" */
+    char *name;                     /* `name` key or the type */
+    char *dead_letter_path;         /* NULL when unset */
+    config_setting_t *group;        /* borrowed from the kept config_t */
+    int line;                       /* line of the group, for messages */
     const struct kwb_sink_ops *ops; /* kwb_sink_find(type), never NULL */
 };
 
 struct kwb_config {
-    char *path; /* the config file, as given */
+    char *path;  /* the config file, as given */
     config_t lc; /* kept open: sinks read their groups at init */
 
     /* cluster */
@@ -54,12 +54,14 @@ struct kwb_config {
     char *client_key_file;
     int insecure_skip_tls_verify;
     /* In-cluster paths, overridable for tests. */
-    char *serviceaccount_dir; /* default /var/run/secrets/kubernetes.io/serviceaccount */
+    char
+        *serviceaccount_dir; /* default
+                                /var/run/secrets/kubernetes.io/serviceaccount */
 
     /* state */
-    char *state_dir;             /* default /var/lib/kube-watch-bridge */
-    char *state_backend;         /* "file" (default) or "configmap" */
-    int checkpoint_interval_ms;  /* default 1000 */
+    char *state_dir;            /* default /var/lib/kube-watch-bridge */
+    char *state_backend;        /* "file" (default) or "configmap" */
+    int checkpoint_interval_ms; /* default 1000 */
     /* backend "configmap": ConfigMap names start with the prefix; the
      * namespace defaults to <serviceaccount_dir>/namespace, else
      * "default"; the prefix to "kube-watch-bridge". */
@@ -69,24 +71,24 @@ struct kwb_config {
     enum kwb_initial initial;
 
     /* watch behaviour (global, key group `watch_defaults`) */
-    int list_page_size;        /* default 500 */
-    int watch_timeout_min_s;   /* default 300 */
-    int watch_timeout_max_s;   /* default 600 */
-    int stall_timeout_s;       /* default 90: no bytes at all for this long */
-    int connect_timeout_s;     /* default 10 */
-    double backoff_initial_s;  /* default 0.8 */
-    double backoff_factor;     /* default 2.0 */
-    double backoff_jitter;     /* default 1.0 */
-    double backoff_max_s;      /* default 30 */
-    double backoff_reset_s;    /* default 120 */
-    int watch_list;            /* "auto" (-1, default), on (1), off (0) */
-    size_t max_event_bytes;    /* default 16 MiB */
-    int trim_managed_fields;   /* default 0 */
-    char *redact_paths;        /* "a.b,c.d": values replaced; NULL none */
+    int list_page_size;       /* default 500 */
+    int watch_timeout_min_s;  /* default 300 */
+    int watch_timeout_max_s;  /* default 600 */
+    int stall_timeout_s;      /* default 90: no bytes at all for this long */
+    int connect_timeout_s;    /* default 10 */
+    double backoff_initial_s; /* default 0.8 */
+    double backoff_factor;    /* default 2.0 */
+    double backoff_jitter;    /* default 1.0 */
+    double backoff_max_s;     /* default 30 */
+    double backoff_reset_s;   /* default 120 */
+    int watch_list;           /* "auto" (-1, default), on (1), off (0) */
+    size_t max_event_bytes;   /* default 16 MiB */
+    int trim_managed_fields;  /* default 0 */
+    char *redact_paths;       /* "a.b,c.d": values replaced; NULL none */
 
     /* pipeline */
-    size_t queue_events;       /* default 8192: backpressure bound */
-    int shutdown_timeout_ms;   /* default 25000 */
+    size_t queue_events;         /* default 8192: backpressure bound */
+    int shutdown_timeout_ms;     /* default 25000 */
     double sink_retry_initial_s; /* default 1 */
     double sink_retry_max_s;     /* default 60 */
 
@@ -99,19 +101,19 @@ struct kwb_config {
     char *metrics_address; /* NULL: no HTTP endpoint */
     /* metrics_address split: host without brackets ("" = all addresses,
      * from ":9090"), port 0..65535 (0: any free port); NULL/0 when
- * metrics_address is NULL. */
+     * metrics_address is NULL. */
     char *metrics_host;
     int metrics_port;
 
     /* leader election (issue 9) */
     int leader_election;
-    char *lease_namespace;   /* default like state_configmap_namespace */
+    char *lease_namespace; /* default like state_configmap_namespace */
     char *lease_name;
-    char *identity;          /* default: the host name */
+    char *identity; /* default: the host name */
     /* client-go semantics; lease > renew > retry. */
-    int lease_duration_s;    /* default 15 */
-    int renew_deadline_s;    /* default 10 */
-    int retry_period_s;      /* default 2 */
+    int lease_duration_s; /* default 15 */
+    int renew_deadline_s; /* default 10 */
+    int retry_period_s;   /* default 2 */
 
     struct kwb_watch_conf *watches;
     size_t n_watches;
@@ -132,9 +134,8 @@ int kwb_config_load(struct kwb_config *cfg, const char *path, char *errbuf,
  * @include paths are relative to the working directory. For the fuzzer
  * and the unit tests.
  */
-int kwb_config_load_string(struct kwb_config *cfg, const char *text,
-                           size_t len, const char *name, char *errbuf,
-                           size_t errsize);
+int kwb_config_load_string(struct kwb_config *cfg, const char *text, size_t len,
+                           const char *name, char *errbuf, size_t errsize);
 /* NULL-safe; frees everything the config owns. Safe after a failed load
  * (which leaves *cfg zeroed) and twice. */
 void kwb_config_free(struct kwb_config *cfg);

@@ -72,8 +72,7 @@ void kwb_event_ctx_free(struct kwb_event_ctx *ctx)
     memset(ctx, 0, sizeof(*ctx));
 }
 
-int kwb_event_ctx_set_redact_paths(struct kwb_event_ctx *ctx,
-                                   const char *csv)
+int kwb_event_ctx_set_redact_paths(struct kwb_event_ctx *ctx, const char *csv)
 {
     const char *p = csv;
 
@@ -288,8 +287,8 @@ static int redact_values(const struct kwb_event_ctx *ctx, cJSON *map,
             } else {
                 memcpy(dec, s, slen);
             }
-            if (!HMAC(EVP_sha256(), ctx->hash_key, (int)ctx->hash_key_len,
-                      dec, (size_t)dlen, mac, &maclen)) {
+            if (!HMAC(EVP_sha256(), ctx->hash_key, (int)ctx->hash_key_len, dec,
+                      (size_t)dlen, mac, &maclen)) {
                 OPENSSL_cleanse(dec, slen + 1);
                 free(dec);
                 return -EIO;
@@ -322,8 +321,7 @@ static int redact_values(const struct kwb_event_ctx *ctx, cJSON *map,
 }
 
 char *kwb_event_rewrite(const struct kwb_event_ctx *ctx, const char *obj,
-                        size_t len, int redact, char *errbuf,
-                        size_t errsize)
+                        size_t len, int redact, char *errbuf, size_t errsize)
 {
     cJSON *root = cJSON_ParseWithLength(obj, len);
     char *out = NULL;
@@ -427,18 +425,17 @@ static int add_strings(struct kwb_batch *b, struct kwb_item *it,
  * values come as escaped JSON string content.
  */
 static int write_event(struct kwb_batch *b, struct kwb_item *it,
-                       const struct kwb_event_ctx *ctx,
-                       enum kwb_ev_type type, enum kwb_origin origin,
-                       struct strval apiv, struct strval kind,
-                       struct strval ns, struct strval name, struct strval uid,
-                       struct strval rv, const char *obj, size_t obj_len,
-                       struct strval inject)
+                       const struct kwb_event_ctx *ctx, enum kwb_ev_type type,
+                       enum kwb_origin origin, struct strval apiv,
+                       struct strval kind, struct strval ns, struct strval name,
+                       struct strval uid, struct strval rv, const char *obj,
+                       size_t obj_len, struct strval inject)
 {
     char observed[32];
     size_t olen = format_observed(observed);
     size_t clen = strlen(ctx->cluster_esc), rlen = strlen(ctx->resource);
-    size_t need = 200 + clen + rlen + apiv.len + kind.len + ns.len +
-                  name.len + uid.len + rv.len + olen + obj_len + inject.len;
+    size_t need = 200 + clen + rlen + apiv.len + kind.len + ns.len + name.len +
+                  uid.len + rv.len + olen + obj_len + inject.len;
     size_t start = b->json_len;
     char *w0, *w;
 
@@ -479,8 +476,7 @@ static int write_event(struct kwb_batch *b, struct kwb_item *it,
         size_t rest = obj_len - 1;
         const char *r = obj + 1;
         /* An empty object "{}" needs no separating comma. */
-        while (rest && (*r == ' ' || *r == '\t' || *r == '\n' ||
-                        *r == '\r')) {
+        while (rest && (*r == ' ' || *r == '\t' || *r == '\n' || *r == '\r')) {
             r++;
             rest--;
         }
@@ -531,21 +527,18 @@ int kwb_event_append(struct kwb_batch *b, const struct kwb_event_ctx *ctx,
     f = &tf;
     if (!obj->uid.p || !obj->uid.len || !obj->name.p ||
         !obj->resource_version.p || !obj->resource_version.len) {
-        snprintf(errbuf, errsize,
-                 "object lacks metadata.%s",
+        snprintf(errbuf, errsize, "object lacks metadata.%s",
                  !obj->uid.p || !obj->uid.len
                      ? "uid"
                      : (!obj->name.p ? "name" : "resourceVersion"));
         return -EINVAL;
     }
     if (kwb_event_span_str(&obj->uid, f->uid, sizeof(f->uid)) < 0 ||
-        kwb_event_span_str(&obj->resource_version, f->rv, sizeof(f->rv)) <
-            0 ||
+        kwb_event_span_str(&obj->resource_version, f->rv, sizeof(f->rv)) < 0 ||
         kwb_event_span_str(&obj->name, f->name, sizeof(f->name)) < 0 ||
         kwb_event_span_str(&obj->namespace_, f->ns, sizeof(f->ns)) < 0 ||
         kwb_event_span_str(&obj->kind, f->kind, sizeof(f->kind)) < 0 ||
-        kwb_event_span_str(&obj->api_version, f->apiv, sizeof(f->apiv)) <
-            0) {
+        kwb_event_span_str(&obj->api_version, f->apiv, sizeof(f->apiv)) < 0) {
         snprintf(errbuf, errsize, "object metadata field too long");
         return -EINVAL;
     }
@@ -590,9 +583,8 @@ int kwb_event_append(struct kwb_batch *b, const struct kwb_event_ctx *ctx,
         }
         rc = write_event(b, it, ctx, type, origin, apiv, kind,
                          span_val(&obj->namespace_), span_val(&obj->name),
-                         span_val(&obj->uid),
-                         span_val(&obj->resource_version), rewritten,
-                         strlen(rewritten), injv);
+                         span_val(&obj->uid), span_val(&obj->resource_version),
+                         rewritten, strlen(rewritten), injv);
     } else {
         size_t n = 0;
         if (!obj->api_version.p || !obj->kind.p) {
@@ -600,8 +592,8 @@ int kwb_event_append(struct kwb_batch *b, const struct kwb_event_ctx *ctx,
              * list items, so every object is self-describing. */
             if (!obj->api_version.p) {
                 n += (size_t)snprintf(inject + n, sizeof(inject) - n,
-                                      "\"apiVersion\":\"%.*s\"",
-                                      (int)apiv.len, apiv.p);
+                                      "\"apiVersion\":\"%.*s\"", (int)apiv.len,
+                                      apiv.p);
             }
             if (!obj->kind.p && kind.len) {
                 n += (size_t)snprintf(inject + n, sizeof(inject) - n,
@@ -613,9 +605,8 @@ int kwb_event_append(struct kwb_batch *b, const struct kwb_event_ctx *ctx,
         }
         rc = write_event(b, it, ctx, type, origin, apiv, kind,
                          span_val(&obj->namespace_), span_val(&obj->name),
-                         span_val(&obj->uid),
-                         span_val(&obj->resource_version), obj->obj.p,
-                         obj->obj.len, injv);
+                         span_val(&obj->uid), span_val(&obj->resource_version),
+                         obj->obj.p, obj->obj.len, injv);
     }
     if (rc == 0) {
         b->n_events++;
@@ -720,9 +711,8 @@ out:
     return rc;
 }
 
-int kwb_event_append_state(struct kwb_batch *b, const char *uid,
-                           const char *rv, const char *name, const char *ns,
-                           int deleted)
+int kwb_event_append_state(struct kwb_batch *b, const char *uid, const char *rv,
+                           const char *name, const char *ns, int deleted)
 {
     struct kwb_item *it = kwb_batch_item(b);
     size_t saved_str = b->str_len, saved_items = b->n_items - 1;

@@ -20,11 +20,11 @@
 #include "store.h"
 
 struct kwb_event_ctx {
-    char *cluster_esc;  /* cluster name, JSON-escaped */
-    char *resource;     /* "pods" */
-    char *api_version;  /* the watch's api: used when an object has none */
-    char *kind;         /* from the list kind ("PodList" -> "Pod"); NULL
-                           until known */
+    char *cluster_esc; /* cluster name, JSON-escaped */
+    char *resource;    /* "pods" */
+    char *api_version; /* the watch's api: used when an object has none */
+    char *kind;        /* from the list kind ("PodList" -> "Pod"); NULL
+                          until known */
     int trim_managed_fields;
     unsigned char *hash_key; /* redaction key, NULL: "redacted" */
     size_t hash_key_len;
@@ -42,8 +42,7 @@ void kwb_event_ctx_free(struct kwb_event_ctx *ctx);
 /* Opt-in redaction of further JSON paths: `csv` is "a.b,c.d" (NULL or ""
  * for none). Arrays on the way apply the rest of the path to each
  * element. 0 or -ENOMEM. */
-int kwb_event_ctx_set_redact_paths(struct kwb_event_ctx *ctx,
-                                   const char *csv);
+int kwb_event_ctx_set_redact_paths(struct kwb_event_ctx *ctx, const char *csv);
 
 /* Set the kind from a list kind ("PodList" -> "Pod"), if not yet known. */
 int kwb_event_ctx_set_list_kind(struct kwb_event_ctx *ctx, const char *kind,
@@ -68,9 +67,8 @@ int kwb_event_append_vanished(struct kwb_batch *b,
 
 /* Append a STATE item (record in the committed store, deliver nothing).
  * `deleted` records a removal. */
-int kwb_event_append_state(struct kwb_batch *b, const char *uid,
-                           const char *rv, const char *name, const char *ns,
-                           int deleted);
+int kwb_event_append_state(struct kwb_batch *b, const char *uid, const char *rv,
+                           const char *name, const char *ns, int deleted);
 
 /* Unescaped copy of a span into out; "" when absent. -1 when too long. */
 int kwb_event_span_str(const struct kwb_jspan *s, char *out, size_t size);
@@ -82,8 +80,7 @@ int kwb_event_span_str(const struct kwb_jspan *s, char *out, size_t size);
  * frees) or NULL (errbuf set). Exposed for tests.
  */
 char *kwb_event_rewrite(const struct kwb_event_ctx *ctx, const char *obj,
-                        size_t len, int redact, char *errbuf,
-                        size_t errsize);
+                        size_t len, int redact, char *errbuf, size_t errsize);
 
 extern const char *const kwb_ev_type_names[KWB_EV_TYPES];
 

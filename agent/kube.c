@@ -132,8 +132,7 @@ int kwb_kube_collection_url(const struct kwb_kube *k,
     return (n < 0 || (size_t)n >= size) ? -1 : 0;
 }
 
-static int collect(struct xfer *x, const char *data, size_t len,
-                   size_t limit)
+static int collect(struct xfer *x, const char *data, size_t len, size_t limit)
 {
     struct kwb_kube_resp *r = x->r;
 
@@ -176,8 +175,8 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *opaque)
         return len;
     }
     if (collect(x, data, len,
-                x->streaming || status != 200 ? ERROR_BODY_MAX
-                                              : x->max_body) < 0) {
+                x->streaming || status != 200 ? ERROR_BODY_MAX : x->max_body) <
+        0) {
         return x->r->truncated && status != 200 ? len : CURL_WRITEFUNC_ERROR;
     }
     return len;
@@ -353,11 +352,8 @@ int kwb_kube_stream(struct kwb_kube *k, const char *url, int stall_s,
                     void *opaque, const atomic_int *stop,
                     struct kwb_kube_resp *r)
 {
-    struct xfer x = {.k = k,
-                     .r = r,
-                     .streaming = 1,
-                     .on_data = on_data,
-                     .opaque = opaque};
+    struct xfer x = {
+        .k = k, .r = r, .streaming = 1, .on_data = on_data, .opaque = opaque};
     struct curl_slist *headers = NULL;
     int rc;
 

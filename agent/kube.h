@@ -19,16 +19,16 @@ struct kwb_kube_auth;
 struct kwb_kube;
 
 struct kwb_kube_resp {
-    long status;        /* HTTP status; 0 when no response arrived */
-    int curl_code;      /* CURLE_*; 0 on transfer success */
-    char errmsg[512];   /* curl's error text or the Status message */
-    char reason[64];    /* Status reason ("Expired", "Forbidden"...) */
+    long status;          /* HTTP status; 0 when no response arrived */
+    int curl_code;        /* CURLE_*; 0 on transfer success */
+    char errmsg[512];     /* curl's error text or the Status message */
+    char reason[64];      /* Status reason ("Expired", "Forbidden"...) */
     double retry_after_s; /* Retry-After header; 0 when absent */
-    char *body;         /* collected body (kwb_kube_get / error bodies) */
+    char *body;           /* collected body (kwb_kube_get / error bodies) */
     size_t body_len;
-    int truncated;      /* body exceeded the limit */
-    int aborted;        /* a callback asked to stop */
-    int stalled;        /* no bytes for stall_s seconds */
+    int truncated; /* body exceeded the limit */
+    int aborted;   /* a callback asked to stop */
+    int stalled;   /* no bytes for stall_s seconds */
 };
 
 void kwb_kube_resp_reset(struct kwb_kube_resp *r);

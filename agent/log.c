@@ -33,8 +33,7 @@ int kwb_log_level_parse(const char *name)
     return -1;
 }
 
-void kwb_json_escape_append(char *buf, size_t size, size_t *pos,
-                            const char *s)
+void kwb_json_escape_append(char *buf, size_t size, size_t *pos, const char *s)
 {
     static const char hex[] = "0123456789abcdef";
     size_t p = *pos;

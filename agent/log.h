@@ -37,20 +37,19 @@ void kwb_log_kvv(int level, const char *module, const char *const *kv,
                  const char *fmt, va_list ap)
     __attribute__((format(printf, 4, 0)));
 
-#define kwb_log(level, module, ...)                                         \
-    do {                                                                    \
-        if (kwb_log_enabled(level))                                         \
-            kwb_log_kv((level), (module), NULL, __VA_ARGS__);               \
+#define kwb_log(level, module, ...)                                            \
+    do {                                                                       \
+        if (kwb_log_enabled(level))                                            \
+            kwb_log_kv((level), (module), NULL, __VA_ARGS__);                  \
     } while (0)
 
 #define KWB_DEBUG(module, ...) kwb_log(KWB_LOG_DEBUG, module, __VA_ARGS__)
-#define KWB_INFO(module, ...) kwb_log(KWB_LOG_INFO, module, __VA_ARGS__)
-#define KWB_WARN(module, ...) kwb_log(KWB_LOG_WARN, module, __VA_ARGS__)
+#define KWB_INFO(module, ...)  kwb_log(KWB_LOG_INFO, module, __VA_ARGS__)
+#define KWB_WARN(module, ...)  kwb_log(KWB_LOG_WARN, module, __VA_ARGS__)
 #define KWB_ERROR(module, ...) kwb_log(KWB_LOG_ERROR, module, __VA_ARGS__)
 
 /* Append `s` JSON-escaped (without quotes) to buf at *pos, never past
  * size-1; always NUL-terminates. Shared with event.c. */
-void kwb_json_escape_append(char *buf, size_t size, size_t *pos,
-                            const char *s);
+void kwb_json_escape_append(char *buf, size_t size, size_t *pos, const char *s);
 
 #endif

@@ -205,8 +205,8 @@ int main(int argc, char **argv)
                  cfg.state_configmap_namespace);
     }
     if (cfg.redaction_hash_key_file &&
-        read_key(cfg.redaction_hash_key_file, hash_key, &hash_key_len,
-                 errbuf, sizeof(errbuf)) < 0) {
+        read_key(cfg.redaction_hash_key_file, hash_key, &hash_key_len, errbuf,
+                 sizeof(errbuf)) < 0) {
         KWB_ERROR("main", "%s", errbuf);
         goto out;
     }
@@ -218,8 +218,7 @@ int main(int argc, char **argv)
     live = calloc(cfg.n_watches, sizeof(*live));
     resume = calloc(cfg.n_watches, sizeof(*resume));
     first = calloc(cfg.n_watches, sizeof(*first));
-    if (!wids || !snames || !watches || !winit || !live || !resume ||
-        !first) {
+    if (!wids || !snames || !watches || !winit || !live || !resume || !first) {
         KWB_ERROR("main", "out of memory");
         goto out;
     }
@@ -248,8 +247,7 @@ int main(int argc, char **argv)
     if (cfg.leader_election) {
         /* Only the leader forwards; a standby waits here with neither
          * sinks nor watches, beating the heartbeat for /healthz itself. */
-        if (kwb_leader_start(&cfg, auth, &leader, errbuf, sizeof(errbuf)) <
-            0) {
+        if (kwb_leader_start(&cfg, auth, &leader, errbuf, sizeof(errbuf)) < 0) {
             KWB_ERROR("main", "leader election: %s", errbuf);
             goto out;
         }
@@ -281,8 +279,7 @@ int main(int argc, char **argv)
         int crc = cms ? kwb_cmstate_read(cms, cfg.watches[i].id, &rv, &st_,
                                          &omitted, errbuf, sizeof(errbuf))
                       : kwb_checkpoint_read(cfg.state_dir, cfg.watches[i].id,
-                                            &rv, &st_, errbuf,
-                                            sizeof(errbuf));
+                                            &rv, &st_, errbuf, sizeof(errbuf));
         if (crc == 0 && omitted) {
             /* An expired RV then means a relist against an empty set:
              * every object again, deletions of the downtime missed. */
@@ -302,8 +299,8 @@ int main(int argc, char **argv)
             /* The API server did not answer: relisting and then
              * overwriting a good checkpoint would forget its objects
              * (their deletions would be missed). Exit; the pod restarts. */
-            kwb_log_kv(KWB_LOG_ERROR, "main", kv,
-                       "cannot read checkpoint: %s", errbuf);
+            kwb_log_kv(KWB_LOG_ERROR, "main", kv, "cannot read checkpoint: %s",
+                       errbuf);
             goto out;
         } else {
             /* Corrupt or unreadable: relist everything against an empty
@@ -313,8 +310,8 @@ int main(int argc, char **argv)
                        errbuf);
         }
         winit[i].committed = st_ ? st_ : kwb_store_new();
-        live[i] = winit[i].committed ? kwb_store_clone(winit[i].committed)
-                                     : NULL;
+        live[i] =
+            winit[i].committed ? kwb_store_clone(winit[i].committed) : NULL;
         winit[i].resume_rv = rv;
         resume[i] = rv;
         if (!winit[i].committed || !live[i]) {
@@ -337,10 +334,9 @@ int main(int argc, char **argv)
     atomic_store(&metrics->leader, 1);
 
     for (size_t i = 0; i < cfg.n_watches; i++) {
-        watches[i] = kwb_watch_new(&cfg, i, auth, pipeline,
-                                   &metrics->watches[i], live[i], resume[i],
-                                   first[i], hash_key_len ? hash_key : NULL,
-                                   hash_key_len);
+        watches[i] = kwb_watch_new(
+            &cfg, i, auth, pipeline, &metrics->watches[i], live[i], resume[i],
+            first[i], hash_key_len ? hash_key : NULL, hash_key_len);
         if (!watches[i]) {
             KWB_ERROR("main", "out of memory");
             goto stop;
@@ -385,8 +381,8 @@ stop : {
         kwb_watch_join(watches[i]);
     }
     if (pipeline) {
-        int prc = kwb_pipeline_stop(pipeline, kwb_now_ms() +
-                                                  cfg.shutdown_timeout_ms);
+        int prc =
+            kwb_pipeline_stop(pipeline, kwb_now_ms() + cfg.shutdown_timeout_ms);
         if (prc == -ETIMEDOUT) {
             KWB_WARN("main", "shutdown deadline reached with events not yet "
                              "acknowledged; they follow the final "

@@ -13,8 +13,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum kwb_ev_type { KWB_EV_ADDED = 0, KWB_EV_MODIFIED, KWB_EV_DELETED,
-                   KWB_EV_TYPES };
+enum kwb_ev_type {
+    KWB_EV_ADDED = 0,
+    KWB_EV_MODIFIED,
+    KWB_EV_DELETED,
+    KWB_EV_TYPES
+};
 enum kwb_origin { KWB_ORIGIN_WATCH = 0, KWB_ORIGIN_LIST, KWB_ORIGINS };
 enum kwb_reconnect_reason {
     KWB_RECONNECT_TIMEOUT = 0, /* clean server close */
@@ -33,12 +37,12 @@ struct kwb_watch_stats {
     atomic_uint_fast64_t reconnects[KWB_RECONNECT_REASONS];
     atomic_uint_fast64_t relists;
     atomic_uint_fast64_t expired;
-    atomic_uint_fast64_t errors;          /* failed requests of any kind */
-    atomic_int_fast64_t checkpoint_lag;   /* emitted, not yet checkpointed */
-    atomic_int_fast64_t last_event_ms;    /* CLOCK_MONOTONIC ms; start time
-                                             before any event */
-    atomic_int synced;                    /* initial sync finished */
-    atomic_uint_fast64_t objects;         /* objects known to the store */
+    atomic_uint_fast64_t errors;        /* failed requests of any kind */
+    atomic_int_fast64_t checkpoint_lag; /* emitted, not yet checkpointed */
+    atomic_int_fast64_t last_event_ms;  /* CLOCK_MONOTONIC ms; start time
+                                           before any event */
+    atomic_int synced;                  /* initial sync finished */
+    atomic_uint_fast64_t objects;       /* objects known to the store */
 };
 
 struct kwb_sink_stats {

@@ -154,10 +154,10 @@ struct psink {
     const struct kwb_sink_conf *conf;
     struct kwb_sink_stats *stats;
     struct kwb_pipeline *p;
-    int dl_fd; /* dead-letter file, -1 when not configured */
+    int dl_fd;             /* dead-letter file, -1 when not configured */
     struct kwb_batch *cur; /* next item to submit: cur->items[cur_idx] */
     size_t cur_idx;
-    int blocked; /* last submit said -EAGAIN */
+    int blocked;    /* last submit said -EAGAIN */
     size_t unacked; /* submitted, not acked */
     struct retry *retries;
     size_t n_retries, retries_cap;
@@ -181,7 +181,7 @@ struct kwb_pipeline {
     pthread_cond_t wake;  /* pipeline thread: work arrived */
     pthread_cond_t space; /* workers: room below queue_events */
     struct kwb_batch *q_head, *q_tail;
-    size_t held; /* items queued or in flight */
+    size_t held;            /* items queued or in flight */
     struct kwb_batch *pool; /* finished batches kept for reuse */
     size_t pool_len;
     int stopping;
@@ -295,9 +295,9 @@ struct kwb_pipeline *kwb_pipeline_new(const struct kwb_config *cfg,
             s->dl_fd = open(sc->dead_letter_path,
                             O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
             if (s->dl_fd < 0) {
-                snprintf(errbuf, errsize, "%s:%d: sink '%s': %s: %s",
-                         cfg->path, sc->line, sc->name,
-                         sc->dead_letter_path, strerror(errno));
+                snprintf(errbuf, errsize, "%s:%d: sink '%s': %s: %s", cfg->path,
+                         sc->line, sc->name, sc->dead_letter_path,
+                         strerror(errno));
                 goto fail;
             }
         }
@@ -379,9 +379,8 @@ static int take_queued(struct kwb_pipeline *p)
         for (size_t i = 0; i < b->n_items; i++) {
             struct kwb_item *it = &b->items[i];
             it->batch = b;
-            it->pending = it->item_kind == KWB_ITEM_EVENT
-                              ? (uint8_t)p->n_sinks
-                              : 0;
+            it->pending =
+                it->item_kind == KWB_ITEM_EVENT ? (uint8_t)p->n_sinks : 0;
         }
         w->unckpt_events += (int64_t)b->n_events;
         atomic_store_explicit(&p->metrics->watches[b->watch].checkpoint_lag,
@@ -463,8 +462,7 @@ static void item_acked(struct kwb_pipeline *p, struct kwb_item *it);
 
 /* A permanent failure: to the dead letter when configured. 0 when the
  * event is now accounted for. */
-static int dead_letter(struct psink *s, struct kwb_item *it,
-                       const char *reason)
+static int dead_letter(struct psink *s, struct kwb_item *it, const char *reason)
 {
     char head[1024];
     size_t pos = 0;
@@ -516,8 +514,8 @@ static int dead_letter(struct psink *s, struct kwb_item *it,
     if (rc < 0) {
         const char *kv[] = {"sink", s->conf->name, NULL};
         kwb_log_kv(KWB_LOG_ERROR, "pipeline", kv,
-                   "cannot write dead letter %s: %s",
-                   s->conf->dead_letter_path, strerror(-rc));
+                   "cannot write dead letter %s: %s", s->conf->dead_letter_path,
+                   strerror(-rc));
     }
     return rc;
 }
@@ -539,11 +537,12 @@ static void on_ack(void *opaque, uint64_t token, enum kwb_ack_status status,
         return;
     }
     if (status == KWB_ACK_FAIL && dead_letter(s, it, reason) == 0) {
-        const char *kv[] = {"sink", s->conf->name, "uid",
-                            item_str(it->batch, it->uid), "rv",
-                            item_str(it->batch, it->rv), NULL};
-        kwb_log_kv(KWB_LOG_WARN, "pipeline", kv,
-                   "event dead-lettered: %s", reason ? reason : "unknown");
+        const char *kv[] = {"sink", s->conf->name,
+                            "uid",  item_str(it->batch, it->uid),
+                            "rv",   item_str(it->batch, it->rv),
+                            NULL};
+        kwb_log_kv(KWB_LOG_WARN, "pipeline", kv, "event dead-lettered: %s",
+                   reason ? reason : "unknown");
         atomic_fetch_add_explicit(&s->stats->dead_letter, 1,
                                   memory_order_relaxed);
         item_acked(p, it);
@@ -792,11 +791,11 @@ static void write_checkpoints(struct kwb_pipeline *p, int force)
             continue;
         }
         const char *id = p->cfg->watches[i].id;
-        int rc = p->cms ? kwb_cmstate_write(p->cms, id, w->resume_rv,
-                                            w->committed, err, sizeof(err))
-                        : kwb_checkpoint_write(p->cfg->state_dir, id,
-                                               w->resume_rv, w->committed,
-                                               err, sizeof(err));
+        int rc = p->cms
+                     ? kwb_cmstate_write(p->cms, id, w->resume_rv, w->committed,
+                                         err, sizeof(err))
+                     : kwb_checkpoint_write(p->cfg->state_dir, id, w->resume_rv,
+                                            w->committed, err, sizeof(err));
         if (rc == -EAGAIN) {
             continue; /* configmap backend backing off: stays dirty */
         }

@@ -34,11 +34,11 @@ enum kwb_item_kind {
 struct kwb_item {
     uint32_t json_off, json_len; /* event JSON in batch->json, then '\n' */
     uint32_t uid, rv, name, ns, kind, api_version; /* in batch->str */
-    uint32_t resume_rv; /* in batch->str, or KWB_NO_OFF */
-    uint8_t item_kind;  /* enum kwb_item_kind */
-    uint8_t type;       /* enum kwb_ev_type */
-    uint8_t origin;     /* enum kwb_origin */
-    uint8_t pending;    /* sinks that have not acked yet (pipeline) */
+    uint32_t resume_rv;      /* in batch->str, or KWB_NO_OFF */
+    uint8_t item_kind;       /* enum kwb_item_kind */
+    uint8_t type;            /* enum kwb_ev_type */
+    uint8_t origin;          /* enum kwb_origin */
+    uint8_t pending;         /* sinks that have not acked yet (pipeline) */
     struct kwb_batch *batch; /* back pointer, set at hand-off */
 };
 
@@ -58,8 +58,8 @@ struct kwb_batch {
     size_t str_len, str_cap;
     struct kwb_item *items;
     size_t n_items, items_cap;
-    size_t n_events;  /* items of kind EVENT */
-    size_t applied;   /* items applied to the watch's checkpoint state */
+    size_t n_events; /* items of kind EVENT */
+    size_t applied;  /* items applied to the watch's checkpoint state */
 };
 
 struct kwb_batch *kwb_batch_new(size_t watch);

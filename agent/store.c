@@ -223,9 +223,8 @@ static const char *intern_ns(struct kwb_store *s, const char *ns)
 }
 
 /* Find the slot of uid, or the empty slot where it would go. */
-static size_t find_slot(const struct kwb_store *s, const char *uid,
-                        size_t len, const unsigned char *packed,
-                        uint64_t h)
+static size_t find_slot(const struct kwb_store *s, const char *uid, size_t len,
+                        const unsigned char *packed, uint64_t h)
 {
     size_t i = h & (s->cap - 1);
 
@@ -378,8 +377,8 @@ int kwb_store_put(struct kwb_store *s, const char *uid, const char *rv,
         return -ENOMEM;
     }
     if (old) {
-        s->rec_bytes -= sizeof(*old) + old->uid_len + old->rv_len + 1 +
-                        old->name_len + 1;
+        s->rec_bytes -=
+            sizeof(*old) + old->uid_len + old->rv_len + 1 + old->name_len + 1;
         free(old);
     } else {
         s->count++;
@@ -402,8 +401,7 @@ int kwb_store_del(struct kwb_store *s, const char *uid)
         return 0;
     }
     r = s->slots[i].rec;
-    s->rec_bytes -=
-        sizeof(*r) + r->uid_len + r->rv_len + 1 + r->name_len + 1;
+    s->rec_bytes -= sizeof(*r) + r->uid_len + r->rv_len + 1 + r->name_len + 1;
     free(r);
     s->count--;
     /* Backward-shift deletion keeps probe chains intact. */

@@ -38,9 +38,9 @@
 
 /* Hand a batch over once it holds this many items or JSON bytes, even in
  * the middle of a network read. */
-#define BATCH_ITEMS 1024
-#define BATCH_BYTES (1u << 20)
-#define URL_MAX 8192
+#define BATCH_ITEMS   1024
+#define BATCH_BYTES   (1u << 20)
+#define URL_MAX       8192
 #define LIST_BODY_MAX ((size_t)2 << 30)
 
 enum end_reason {
@@ -68,11 +68,11 @@ struct kwb_watch {
     size_t rv_cap;
     int first_start;
     int need_list;
-    int list_skip;     /* this sync records state only (initial = skip) */
-    int wl_supported;  /* watch-list (sendInitialEvents) usable */
-    int initial_sync;  /* inside a watch-list's initial events */
+    int list_skip;    /* this sync records state only (initial = skip) */
+    int wl_supported; /* watch-list (sendInitialEvents) usable */
+    int initial_sync; /* inside a watch-list's initial events */
     size_t initial_items;
-    int syncs; /* completed lists (paginated or streamed) */
+    int syncs;    /* completed lists (paginated or streamed) */
     char *bad_rv; /* RV at which the last unparsable line came */
     int requests; /* watch requests made */
     atomic_int stop;
@@ -139,8 +139,7 @@ static int flush_batch(struct kwb_watch *w)
 
 static int maybe_flush(struct kwb_watch *w)
 {
-    if (w->batch->n_items >= BATCH_ITEMS ||
-        w->batch->json_len >= BATCH_BYTES) {
+    if (w->batch->n_items >= BATCH_ITEMS || w->batch->json_len >= BATCH_BYTES) {
         return flush_batch(w);
     }
     return 0;
@@ -164,8 +163,7 @@ static void mark_synced(struct kwb_watch *w)
 static void list_done(struct kwb_watch *w)
 {
     if (w->syncs > 0 || !w->first_start) {
-        atomic_fetch_add_explicit(&w->stats->relists, 1,
-                                  memory_order_relaxed);
+        atomic_fetch_add_explicit(&w->stats->relists, 1, memory_order_relaxed);
     }
     w->syncs++;
     w->need_list = 0;
@@ -206,8 +204,8 @@ static int append_query(char *url, size_t size, const char *key,
     if (kwb_kube_escape(value, esc, sizeof(esc)) < 0) {
         return -1;
     }
-    n = snprintf(url + len, size - len, "%c%s=%s",
-                 strchr(url, '?') ? '&' : '?', key, esc);
+    n = snprintf(url + len, size - len, "%c%s=%s", strchr(url, '?') ? '&' : '?',
+                 key, esc);
     return (n < 0 || (size_t)n >= size - len) ? -1 : 0;
 }
 
@@ -229,9 +227,8 @@ static void log_failure(struct kwb_watch *w, const char *what,
                         const struct kwb_kube_resp *r)
 {
     if (r->status == 401) {
-        wlog(w, KWB_LOG_WARN,
-             "%s: 401 Unauthorized (%s); re-reading the token", what,
-             r->errmsg[0] ? r->errmsg : "no message");
+        wlog(w, KWB_LOG_WARN, "%s: 401 Unauthorized (%s); re-reading the token",
+             what, r->errmsg[0] ? r->errmsg : "no message");
         kwb_kube_auth_invalidate(w->auth);
     } else if (r->status == 403) {
         wlog(w, KWB_LOG_ERROR,
@@ -241,8 +238,8 @@ static void log_failure(struct kwb_watch *w, const char *what,
              w->wc->namespace_ ? "in namespace " : "in all namespaces",
              w->wc->namespace_ ? w->wc->namespace_ : "", r->errmsg);
     } else if (r->status) {
-        wlog(w, KWB_LOG_WARN, "%s: HTTP %ld %s: %s", what, r->status,
-             r->reason, r->errmsg[0] ? r->errmsg : "no message");
+        wlog(w, KWB_LOG_WARN, "%s: HTTP %ld %s: %s", what, r->status, r->reason,
+             r->errmsg[0] ? r->errmsg : "no message");
     } else {
         wlog(w, KWB_LOG_WARN, "%s: %s", what,
              r->errmsg[0] ? r->errmsg : "transport error");
@@ -301,8 +298,9 @@ static int diff_item(struct kwb_watch *w, const struct kwb_jobj *o, int skip)
         kwb_event_span_str(&o->name, name, sizeof(name)) < 0 ||
         kwb_event_span_str(&o->namespace_, ns, sizeof(ns)) < 0 || !uid[0] ||
         !rv[0]) {
-        wlog(w, KWB_LOG_ERROR, "listed object without usable uid/"
-                               "resourceVersion skipped");
+        wlog(w, KWB_LOG_ERROR,
+             "listed object without usable uid/"
+             "resourceVersion skipped");
         return 0;
     }
     known = kwb_store_get_rv(w->live, uid);
@@ -414,8 +412,7 @@ restart:
             /* The continue token expired mid-list: start over. What was
              * already emitted is in the live store and is not repeated. */
             wlog(w, KWB_LOG_WARN,
-                 "continue token expired after %d pages; listing again",
-                 pages);
+                 "continue token expired after %d pages; listing again", pages);
             goto restart;
         }
         if (r->status != 200) {
@@ -540,8 +537,7 @@ static int on_line(void *opaque, const char *line, size_t len)
                                "invalid watch event (%zu bytes) at byte "
                                "%zu: %s; again after resourceVersion %s, "
                                "relisting",
-                               len, jerr.offset, jerr.msg ? jerr.msg : "?",
-                               at);
+                               len, jerr.offset, jerr.msg ? jerr.msg : "?", at);
         }
         free(w->bad_rv);
         w->bad_rv = strdup(at);
@@ -550,8 +546,8 @@ static int on_line(void *opaque, const char *line, size_t len)
                            len, jerr.offset, jerr.msg ? jerr.msg : "?");
     }
     if (kwb_jspan_eq(&ev.type, "BOOKMARK")) {
-        if (kwb_event_span_str(&ev.object.resource_version, rv,
-                               sizeof(rv)) < 0 ||
+        if (kwb_event_span_str(&ev.object.resource_version, rv, sizeof(rv)) <
+                0 ||
             !rv[0]) {
             return stream_fail(w, END_ERROR,
                                "BOOKMARK without resourceVersion");
@@ -618,17 +614,14 @@ static int on_line(void *opaque, const char *line, size_t len)
     if (t < 0) {
         char tname[64] = "";
         kwb_event_span_str(&ev.type, tname, sizeof(tname));
-        wlog(w, KWB_LOG_ERROR, "unknown watch event type '%s' ignored",
-             tname);
+        wlog(w, KWB_LOG_ERROR, "unknown watch event type '%s' ignored", tname);
         return 0;
     }
-    atomic_fetch_add_explicit(&w->stats->received[t], 1,
-                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&w->stats->received[t], 1, memory_order_relaxed);
     atomic_store_explicit(&w->stats->last_event_ms, kwb_now_ms(),
                           memory_order_relaxed);
     if (kwb_event_span_str(&ev.object.uid, uid, sizeof(uid)) < 0 ||
-        kwb_event_span_str(&ev.object.resource_version, rv, sizeof(rv)) <
-            0 ||
+        kwb_event_span_str(&ev.object.resource_version, rv, sizeof(rv)) < 0 ||
         kwb_event_span_str(&ev.object.name, name, sizeof(name)) < 0 ||
         kwb_event_span_str(&ev.object.namespace_, ns, sizeof(ns)) < 0 ||
         !uid[0] || !rv[0]) {
@@ -655,8 +648,8 @@ static int on_line(void *opaque, const char *line, size_t len)
                           KWB_ORIGIN_WATCH, &ev.object, rv, err, sizeof(err));
     if (rc < 0) {
         w->need_list = 1;
-        return stream_fail(w, END_ERROR, "cannot build event for %s: %s",
-                           uid, err);
+        return stream_fail(w, END_ERROR, "cannot build event for %s: %s", uid,
+                           err);
     }
     count_emitted(w, (enum kwb_ev_type)t, KWB_ORIGIN_WATCH);
     if (t == KWB_EV_DELETED) {
@@ -702,8 +695,7 @@ static int on_data(void *opaque, const char *data, size_t len)
         mark_synced(w);
     }
 
-    return kwb_framer_feed(&w->framer, data, len, on_line, on_oversize, w) !=
-           0;
+    return kwb_framer_feed(&w->framer, data, len, on_line, on_oversize, w) != 0;
 }
 
 static int on_idle(void *opaque)
@@ -751,8 +743,8 @@ static void do_watch(struct kwb_watch *w, struct kwb_kube_resp *r,
     int rc;
 
     if (w->requests++ > 0) {
-        atomic_fetch_add_explicit(&w->stats->reconnects[reason_metric(prev)],
-                                  1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&w->stats->reconnects[reason_metric(prev)], 1,
+                                  memory_order_relaxed);
     }
     /* A random server-side timeout, as client-go asks, spreads
      * reconnects of many agents over time. */
@@ -767,8 +759,7 @@ static void do_watch(struct kwb_watch *w, struct kwb_kube_resp *r,
         (w->initial_sync
              /* watch-list: the current state as ADDED events, then a
               * bookmark marking its end, then changes. */
-             ? (append_query(url, sizeof(url), "sendInitialEvents",
-                             "true") ||
+             ? (append_query(url, sizeof(url), "sendInitialEvents", "true") ||
                 append_query(url, sizeof(url), "resourceVersionMatch",
                              "NotOlderThan"))
              : append_query(url, sizeof(url), "resourceVersion", w->rv)) ||
@@ -849,8 +840,7 @@ static void *watch_main(void *arg)
                     atomic_fetch_add_explicit(&w->stats->errors, 1,
                                               memory_order_relaxed);
                     log_failure(w, "list", &r);
-                    if (sleep_ms(w, kwb_backoff_next(&w->backoff,
-                                                     kwb_now_ms(),
+                    if (sleep_ms(w, kwb_backoff_next(&w->backoff, kwb_now_ms(),
                                                      r.retry_after_s)) < 0) {
                         break;
                     }
@@ -883,8 +873,9 @@ static void *watch_main(void *arg)
         case END_TIMEOUT:
             /* Normal: the server's timeoutSeconds. Re-watch at once from
              * the last RV, unless the server closes at once every time. */
-            wlog(w, KWB_LOG_DEBUG, "watch closed by the server after %d "
-                                   "events; resuming at %s",
+            wlog(w, KWB_LOG_DEBUG,
+                 "watch closed by the server after %d "
+                 "events; resuming at %s",
                  w->stream_events, w->rv ? w->rv : "(list)");
             if (kwb_now_ms() - started < 1000 && w->stream_events == 0 &&
                 sleep_ms(w, kwb_backoff_next(&w->backoff, kwb_now_ms(), 0)) <
@@ -895,8 +886,7 @@ static void *watch_main(void *arg)
         case END_EXPIRED:
             atomic_fetch_add_explicit(&w->stats->expired, 1,
                                       memory_order_relaxed);
-            wlog(w, KWB_LOG_WARN,
-                 "resourceVersion %s expired (%s); relisting",
+            wlog(w, KWB_LOG_WARN, "resourceVersion %s expired (%s); relisting",
                  w->rv ? w->rv : "(none)", w->errmsg);
             w->need_list = 1;
             break;
@@ -926,9 +916,8 @@ struct kwb_watch *kwb_watch_new(const struct kwb_config *cfg, size_t idx,
                                 struct kwb_kube_auth *auth,
                                 struct kwb_pipeline *pipeline,
                                 struct kwb_watch_stats *stats,
-                                struct kwb_store *live,
-                                const char *resume_rv, int first_start,
-                                const unsigned char *hash_key,
+                                struct kwb_store *live, const char *resume_rv,
+                                int first_start, const unsigned char *hash_key,
                                 size_t hash_key_len)
 {
     struct kwb_watch *w = calloc(1, sizeof(*w));
@@ -955,12 +944,11 @@ struct kwb_watch *kwb_watch_new(const struct kwb_config *cfg, size_t idx,
     w->kube = kwb_kube_new(auth, cfg);
     w->batch = kwb_batch_new(idx);
     if (!w->kube || !w->batch ||
-        kwb_event_ctx_init(&w->ectx, cfg->cluster_name, wc->resource,
-                           wc->api, trim, hash_key, hash_key_len) < 0 ||
+        kwb_event_ctx_init(&w->ectx, cfg->cluster_name, wc->resource, wc->api,
+                           trim, hash_key, hash_key_len) < 0 ||
         kwb_event_ctx_set_redact_paths(&w->ectx, wc->redact_paths
                                                      ? wc->redact_paths
-                                                     : cfg->redact_paths) <
-            0 ||
+                                                     : cfg->redact_paths) < 0 ||
         (resume_rv && set_rv(w, resume_rv) < 0)) {
         kwb_watch_free(w);
         return NULL;

@@ -28,9 +28,8 @@ struct kwb_watch *kwb_watch_new(const struct kwb_config *cfg, size_t idx,
                                 struct kwb_kube_auth *auth,
                                 struct kwb_pipeline *pipeline,
                                 struct kwb_watch_stats *stats,
-                                struct kwb_store *live,
-                                const char *resume_rv, int first_start,
-                                const unsigned char *hash_key,
+                                struct kwb_store *live, const char *resume_rv,
+                                int first_start, const unsigned char *hash_key,
                                 size_t hash_key_len);
 int kwb_watch_start(struct kwb_watch *w);
 /* Ask the worker to stop (any thread, async-signal-unsafe). */

@@ -11,6 +11,8 @@ cd "$(dirname "$0")/.."
 ./scripts/deps.sh
 
 jobs=$(nproc 2>/dev/null || echo 2)
+echo "== format (clang-format, .clang-format)"
+clang-format --dry-run --Werror agent/*.[ch] sinks/*.[ch]
 echo "== build (-Werror)"
 cmake -S . -B build -DKWB_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j "$jobs" >/dev/null

@@ -24,7 +24,7 @@
 #include "sink.h"
 
 #define MAX_PENDING 65536
-#define RETRY_MS 1000
+#define RETRY_MS    1000
 
 struct file_sink {
     struct kwb_sink_env env;

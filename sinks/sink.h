@@ -28,8 +28,7 @@ enum kwb_ack_status {
 /* Called by a sink, from poll_acks() or flush() only, once per accepted
  * token. `reason` is borrowed, may be NULL for KWB_ACK_OK. */
 typedef void (*kwb_sink_ack_fn)(void *opaque, uint64_t token,
-                                enum kwb_ack_status status,
-                                const char *reason);
+                                enum kwb_ack_status status, const char *reason);
 
 /* One event as the pipeline hands it to a sink. All strings are borrowed,
  * NUL-terminated and already unescaped (safe for Kafka headers). */
@@ -63,12 +62,12 @@ typedef void (*kwb_sink_log_fn)(int level, const char *sink_name,
 typedef void (*kwb_sink_retry_fn)(void *opaque, uint64_t n_events);
 
 struct kwb_sink_env {
-    const char *name;      /* "<type>" or the sink's `name` key */
-    const char *cluster;   /* cluster.name */
-    kwb_sink_ack_fn ack;   /* report acks here */
-    void *ack_opaque;      /* first argument of ack */
-    kwb_sink_log_fn log;   /* structured logger */
-    const char *conf_file; /* for FILE:LINE messages */
+    const char *name;          /* "<type>" or the sink's `name` key */
+    const char *cluster;       /* cluster.name */
+    kwb_sink_ack_fn ack;       /* report acks here */
+    void *ack_opaque;          /* first argument of ack */
+    kwb_sink_log_fn log;       /* structured logger */
+    const char *conf_file;     /* for FILE:LINE messages */
     kwb_sink_retry_fn retried; /* optional, NULL-able; gets ack_opaque */
 };
 
@@ -85,15 +84,13 @@ struct kwb_sink_ops {
      * I/O, so --check stays offline. On error write a message naming the
      * key into errbuf (config.c prefixes FILE:LINE) and return NULL. */
     void *(*init)(const struct config_setting_t *group,
-                  const struct kwb_sink_env *env, char *errbuf,
-                  size_t errsize);
+                  const struct kwb_sink_env *env, char *errbuf, size_t errsize);
     /* Start I/O (threads, connections); called once after init when the
      * agent runs (not for --check). 0 or negative errno. */
     int (*start)(void *sink);
     /* 0 = accepted, exactly one ack follows; -EAGAIN = full, call
      * poll_acks() and retry; other negative = rejected, never acked. */
-    int (*submit)(void *sink, const struct kwb_sink_event *ev,
-                  uint64_t token);
+    int (*submit)(void *sink, const struct kwb_sink_event *ev, uint64_t token);
     /* Drive I/O for at most timeout_ms and report acks. Returns the number
      * of acks reported or a negative errno. */
     int (*poll_acks)(void *sink, int timeout_ms);
