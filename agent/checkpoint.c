@@ -42,13 +42,42 @@ int kwb_checkpoint_path(const char *dir, const char *watch_id, char *out,
     return (n < 0 || (size_t)n >= size) ? -ENAMETOOLONG : 0;
 }
 
+/*
+ * Output buffer. In memory (fd < 0) it grows to hold the whole text; to a
+ * file it is a fixed window that is hashed and written whenever it fills,
+ * so a checkpoint of a million objects never needs its size in memory.
+ */
 struct wbuf {
     char *p;
     size_t len, cap;
+    int fd;         /* -1: in memory */
+    EVP_MD_CTX *md; /* with fd: running SHA-256 of what was written */
+    int err;        /* first write error (negative errno) */
 };
+
+#define WB_WINDOW (1u << 20)
+
+static int write_all(int fd, const char *p, size_t n);
+
+static int wb_flush(struct wbuf *w)
+{
+    if (w->fd < 0 || w->len == 0) {
+        return w->err;
+    }
+    if (!EVP_DigestUpdate(w->md, w->p, w->len)) {
+        w->err = -EIO;
+    } else if (w->err == 0) {
+        w->err = write_all(w->fd, w->p, w->len);
+    }
+    w->len = 0;
+    return w->err;
+}
 
 static int wb_put(struct wbuf *w, const char *s, size_t n)
 {
+    if (w->fd >= 0 && w->len + n > w->cap && wb_flush(w) < 0) {
+        return w->err;
+    }
     if (w->len + n > w->cap) {
         size_t ncap = w->cap ? w->cap * 2 : 65536;
         while (ncap < w->len + n) {
@@ -77,8 +106,9 @@ static int wb_field(struct wbuf *w, const char *s)
         } else if (*s == '\n') {
             esc = "%0A";
         }
-        if (esc ? wb_put(w, esc, 3) : wb_put(w, s, 1)) {
-            return -ENOMEM;
+        int rc = esc ? wb_put(w, esc, 3) : wb_put(w, s, 1);
+        if (rc < 0) {
+            return rc;
         }
     }
     return 0;
@@ -93,28 +123,38 @@ static int write_entry(void *opaque, const struct kwb_store_entry *e)
 {
     struct visit *v = opaque;
 
-    if (wb_field(v->w, e->uid) || wb_put(v->w, "\t", 1) ||
-        wb_field(v->w, e->rv) || wb_put(v->w, "\t", 1) ||
-        wb_field(v->w, e->namespace_) || wb_put(v->w, "\t", 1) ||
-        wb_field(v->w, e->name) || wb_put(v->w, "\n", 1)) {
-        v->rc = -ENOMEM;
+    int rc;
+
+    if ((rc = wb_field(v->w, e->uid)) < 0 || (rc = wb_put(v->w, "\t", 1)) < 0 ||
+        (rc = wb_field(v->w, e->rv)) < 0 || (rc = wb_put(v->w, "\t", 1)) < 0 ||
+        (rc = wb_field(v->w, e->namespace_)) < 0 ||
+        (rc = wb_put(v->w, "\t", 1)) < 0 ||
+        (rc = wb_field(v->w, e->name)) < 0 ||
+        (rc = wb_put(v->w, "\n", 1)) < 0) {
+        v->rc = rc;
         return 1;
     }
     return 0;
+}
+
+static void to_hex(const unsigned char md[32], char out[65])
+{
+    static const char hex[] = "0123456789abcdef";
+
+    for (unsigned i = 0; i < 32; i++) {
+        out[2 * i] = hex[md[i] >> 4];
+        out[2 * i + 1] = hex[md[i] & 15];
+    }
+    out[64] = '\0';
 }
 
 static void sha256_hex(const char *p, size_t n, char out[65])
 {
     unsigned char md[32];
     unsigned int len = 0;
-    static const char hex[] = "0123456789abcdef";
 
     EVP_Digest(p, n, md, &len, EVP_sha256(), NULL);
-    for (unsigned i = 0; i < 32; i++) {
-        out[2 * i] = hex[md[i] >> 4];
-        out[2 * i + 1] = hex[md[i] & 15];
-    }
-    out[64] = '\0';
+    to_hex(md, out);
 }
 
 static int write_all(int fd, const char *p, size_t n)
@@ -133,29 +173,40 @@ static int write_all(int fd, const char *p, size_t n)
     return 0;
 }
 
-int kwb_checkpoint_format(const char *watch_id, const char *rv,
-                          const struct kwb_store *s, char **out, size_t *len)
+/* Everything above the trailer. 0 or the buffer's error. */
+static int format_body(struct wbuf *w, const char *watch_id, const char *rv,
+                       const struct kwb_store *s)
 {
-    char hex[65], line[1024];
-    struct wbuf w = {0};
-    struct visit v = {&w, 0};
-    int n;
+    char line[64];
+    struct visit v = {w, 0};
+    int rc, n;
 
-    *out = NULL;
-    *len = 0;
-    if (wb_put(&w, MAGIC, strlen(MAGIC)) || wb_put(&w, "watch ", 6) ||
-        wb_field(&w, watch_id) || wb_put(&w, "\nrv ", 4) || wb_field(&w, rv) ||
-        wb_put(&w, "\n", 1)) {
-        goto nomem;
+    if ((rc = wb_put(w, MAGIC, strlen(MAGIC))) < 0 ||
+        (rc = wb_put(w, "watch ", 6)) < 0 || (rc = wb_field(w, watch_id)) < 0 ||
+        (rc = wb_put(w, "\nrv ", 4)) < 0 || (rc = wb_field(w, rv)) < 0 ||
+        (rc = wb_put(w, "\n", 1)) < 0) {
+        return rc;
     }
     n = snprintf(line, sizeof(line), "count %zu\n", s ? kwb_store_count(s) : 0);
-    if (wb_put(&w, line, (size_t)n)) {
-        goto nomem;
+    if ((rc = wb_put(w, line, (size_t)n)) < 0) {
+        return rc;
     }
     if (s) {
         kwb_store_foreach(s, 0, write_entry, &v);
     }
-    if (v.rc < 0) {
+    return v.rc;
+}
+
+int kwb_checkpoint_format(const char *watch_id, const char *rv,
+                          const struct kwb_store *s, char **out, size_t *len)
+{
+    char hex[65], line[128];
+    struct wbuf w = {.fd = -1};
+    int n;
+
+    *out = NULL;
+    *len = 0;
+    if (format_body(&w, watch_id, rv, s) < 0) {
         goto nomem;
     }
     sha256_hex(w.p, w.len, hex);
@@ -172,12 +223,47 @@ nomem:
     return -ENOMEM;
 }
 
+/* Stream the checkpoint into fd through a fixed window, hashing as it
+ * goes; the trailer carries the digest of everything before it. */
+static int write_stream(int fd, const char *watch_id, const char *rv,
+                        const struct kwb_store *s)
+{
+    struct wbuf w = {.fd = fd};
+    unsigned char md[32];
+    unsigned int mdlen = 0;
+    char hex[65], line[128];
+    int rc, n;
+
+    w.p = malloc(WB_WINDOW);
+    w.cap = WB_WINDOW;
+    w.md = EVP_MD_CTX_new();
+    if (!w.p || !w.md || !EVP_DigestInit_ex(w.md, EVP_sha256(), NULL)) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    rc = format_body(&w, watch_id, rv, s);
+    if (rc == 0) {
+        rc = wb_flush(&w);
+    }
+    if (rc == 0 && !EVP_DigestFinal_ex(w.md, md, &mdlen)) {
+        rc = -EIO;
+    }
+    if (rc == 0) {
+        to_hex(md, hex);
+        n = snprintf(line, sizeof(line), "sha256 %s\n", hex);
+        rc = write_all(fd, line, (size_t)n);
+    }
+out:
+    EVP_MD_CTX_free(w.md);
+    free(w.p);
+    return rc;
+}
+
 int kwb_checkpoint_write(const char *dir, const char *watch_id, const char *rv,
                          const struct kwb_store *s, char *errbuf,
                          size_t errsize)
 {
     char path[4096], tmp[4200];
-    struct wbuf w = {0};
     int fd = -1, dfd = -1, rc;
     int n;
 
@@ -192,12 +278,6 @@ int kwb_checkpoint_write(const char *dir, const char *watch_id, const char *rv,
         snprintf(errbuf, errsize, "%s: path too long", dir);
         goto out;
     }
-    rc = kwb_checkpoint_format(watch_id, rv, s, &w.p, &w.len);
-    if (rc < 0) {
-        snprintf(errbuf, errsize, "out of memory");
-        goto out;
-    }
-
     if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
         rc = -errno;
         snprintf(errbuf, errsize, "%s: cannot create: %s", dir,
@@ -210,7 +290,7 @@ int kwb_checkpoint_write(const char *dir, const char *watch_id, const char *rv,
         snprintf(errbuf, errsize, "%s: %s", tmp, strerror(errno));
         goto out;
     }
-    rc = write_all(fd, w.p, w.len);
+    rc = write_stream(fd, watch_id, rv, s);
     if (rc == 0 && fsync(fd) < 0) {
         rc = -errno;
     }
@@ -241,7 +321,6 @@ out:
     if (dfd >= 0) {
         close(dfd);
     }
-    free(w.p);
     return rc;
 }
 
