@@ -10,7 +10,7 @@ set -eu
 BUILD_PKGS="ca-certificates build-essential cmake pkg-config git \
 libcurl4-openssl-dev librdkafka-dev libcjson-dev libconfig-dev libssl-dev \
 libmicrohttpd-dev libjsmn-dev libyaml-dev"
-TEST_PKGS="python3 openssl kcat valgrind clang libclang-rt-14-dev clang-format curl procps"
+TEST_PKGS="python3 openssl kcat valgrind clang libclang-rt-14-dev llvm clang-format curl procps"
 RUNTIME_PKGS="ca-certificates libcurl4 librdkafka1 libcjson1 libconfig9 \
 libssl3 libmicrohttpd12 libyaml-0-2"
 
