@@ -30,6 +30,7 @@ struct xfer {
     struct kwb_kube_resp *r;
     size_t max_body;
     int streaming;
+    int whole; /* kwb_kube_request: every status collected, max_body */
     kwb_kube_data_fn on_data;
     void *opaque;
     size_t cap;
@@ -174,6 +175,10 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *opaque)
         }
         return len;
     }
+    if (x->whole) {
+        return collect(x, data, len, x->max_body) < 0 ? CURL_WRITEFUNC_ERROR
+                                                      : len;
+    }
     if (collect(x, data, len,
                 x->streaming || status != 200 ? ERROR_BODY_MAX : x->max_body) <
         0) {
@@ -209,11 +214,14 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *opaque)
     return len;
 }
 
+/* Options of one transfer: a LIST page or WATCH (req NULL; streaming in
+ * x) or a kwb_kube_request. */
 static int setup(struct kwb_kube *k, const char *url, struct xfer *x,
-                 struct curl_slist **headers, int streaming, int stall_s)
+                 struct curl_slist **headers, const struct kwb_kube_req *req)
 {
     CURL *h = k->easy;
-    char err[256] = "";
+    char err[sizeof(x->r->errmsg)] = "";
+    char agent[128];
 
     curl_easy_reset(h);
     curl_easy_setopt(h, CURLOPT_URL, url);
@@ -223,24 +231,48 @@ static int setup(struct kwb_kube *k, const char *url, struct xfer *x,
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, x);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, x->r->errmsg);
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT,
-                     (long)k->cfg->connect_timeout_s);
     curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(h, CURLOPT_TCP_KEEPIDLE, 30L);
     curl_easy_setopt(h, CURLOPT_TCP_KEEPINTVL, 10L);
     curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");
-    /* Large reads: a watch stream of pods is hundreds of MB/s; 16 KiB
-     * reads would cost a recv and a poll per few events. */
-    curl_easy_setopt(h, CURLOPT_BUFFERSIZE, 512L * 1024);
-    curl_easy_setopt(h, CURLOPT_USERAGENT, "kube-watch-bridge/" KWB_VERSION);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
     /* Stalls are detected in run(), not with CURLOPT_LOW_SPEED_*: time
      * spent waiting on our own backpressure must not count as silence. */
-    (void)stall_s;
-    if (!streaming) {
-        curl_easy_setopt(h, CURLOPT_TIMEOUT, 300L);
+    if (req) {
+        snprintf(agent, sizeof(agent), "kube-watch-bridge/%s%s%s%s",
+                 KWB_VERSION, req->agent ? " (" : "",
+                 req->agent ? req->agent : "", req->agent ? ")" : "");
+        curl_easy_setopt(h, CURLOPT_USERAGENT, agent);
+        curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, req->connect_timeout_ms);
+        curl_easy_setopt(h, CURLOPT_TIMEOUT_MS,
+                         req->timeout_ms < 1 ? 1L : req->timeout_ms);
+        if (req->body) {
+            curl_easy_setopt(h, CURLOPT_POSTFIELDS, req->body);
+            curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE,
+                             (curl_off_t)strlen(req->body));
+        }
+        if (strcmp(req->method, "GET") != 0 &&
+            strcmp(req->method, "POST") != 0) {
+            curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, req->method);
+        }
+    } else {
+        curl_easy_setopt(h, CURLOPT_USERAGENT,
+                         "kube-watch-bridge/" KWB_VERSION);
+        curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT,
+                         (long)k->cfg->connect_timeout_s);
+        /* Large reads: a watch stream of pods is hundreds of MB/s; 16 KiB
+         * reads would cost a recv and a poll per few events. */
+        curl_easy_setopt(h, CURLOPT_BUFFERSIZE, 512L * 1024);
+        if (!x->streaming) {
+            curl_easy_setopt(h, CURLOPT_TIMEOUT, 300L);
+        }
     }
     *headers = curl_slist_append(NULL, "Accept: application/json");
+    if (*headers && req && req->body &&
+        !curl_slist_append(*headers, "Content-Type: application/json")) {
+        curl_slist_free_all(*headers);
+        *headers = NULL;
+    }
     if (!*headers) {
         snprintf(x->r->errmsg, sizeof(x->r->errmsg), "out of memory");
         return -ENOMEM;
@@ -330,7 +362,7 @@ int kwb_kube_get(struct kwb_kube *k, const char *url, size_t max_body,
     int rc;
 
     kwb_kube_resp_reset(r);
-    rc = setup(k, url, &x, &headers, 0, 0);
+    rc = setup(k, url, &x, &headers, NULL);
     if (rc == 0) {
         /* A server that sends headers and then nothing is caught by the
          * same stall guard as a silent watch. */
@@ -347,6 +379,41 @@ int kwb_kube_get(struct kwb_kube *k, const char *url, size_t max_body,
     return rc;
 }
 
+int kwb_kube_request(struct kwb_kube *k, const struct kwb_kube_req *req,
+                     struct kwb_kube_resp *r, char *errbuf, size_t errsize)
+{
+    struct xfer x = {.k = k, .r = r, .max_body = req->max_body, .whole = 1};
+    struct curl_slist *headers = NULL;
+    int rc;
+
+    kwb_kube_resp_reset(r);
+    rc = setup(k, req->url, &x, &headers, req);
+    if (rc < 0) {
+        snprintf(errbuf, errsize, "%s", r->errmsg);
+        goto out;
+    }
+    rc = run(k, &x, NULL, NULL, req->abort, 0);
+    if (rc == -ECANCELED) {
+        snprintf(errbuf, errsize, "%s %s: stopped", req->method, req->url);
+        goto out;
+    }
+    if (rc < 0) {
+        if (r->curl_code == CURLE_OPERATION_TIMEDOUT) {
+            rc = -ETIMEDOUT;
+        }
+        snprintf(errbuf, errsize, "%s %s: %s", req->method, req->url,
+                 r->truncated ? "response too large" : r->errmsg);
+        goto out;
+    }
+    rc = (int)r->status;
+out:
+    /* The handle keeps pointers to both; drop them before freeing. */
+    curl_easy_setopt(k->easy, CURLOPT_HTTPHEADER, NULL);
+    curl_easy_setopt(k->easy, CURLOPT_ERRORBUFFER, NULL);
+    curl_slist_free_all(headers);
+    return rc;
+}
+
 int kwb_kube_stream(struct kwb_kube *k, const char *url, int stall_s,
                     kwb_kube_data_fn on_data, kwb_kube_idle_fn on_idle,
                     void *opaque, const atomic_int *stop,
@@ -358,7 +425,7 @@ int kwb_kube_stream(struct kwb_kube *k, const char *url, int stall_s,
     int rc;
 
     kwb_kube_resp_reset(r);
-    rc = setup(k, url, &x, &headers, 1, stall_s);
+    rc = setup(k, url, &x, &headers, NULL);
     if (rc == 0) {
         rc = run(k, &x, on_idle, opaque, stop, stall_s);
     }

@@ -24,7 +24,7 @@ struct kwb_kube_resp {
     char errmsg[512];     /* curl's error text or the Status message */
     char reason[64];      /* Status reason ("Expired", "Forbidden"...) */
     double retry_after_s; /* Retry-After header; 0 when absent */
-    char *body;           /* collected body (kwb_kube_get / error bodies) */
+    char *body;           /* collected body (get, request, error bodies) */
     size_t body_len;
     int truncated; /* body exceeded the limit */
     int aborted;   /* a callback asked to stop */
@@ -33,6 +33,8 @@ struct kwb_kube_resp {
 
 void kwb_kube_resp_reset(struct kwb_kube_resp *r);
 
+/* cfg (connect and stall timeouts) is borrowed and must outlive the
+ * client; it may be NULL for a client that only sends kwb_kube_request. */
 struct kwb_kube *kwb_kube_new(struct kwb_kube_auth *auth,
                               const struct kwb_config *cfg);
 void kwb_kube_free(struct kwb_kube *k); /* NULL-safe */
@@ -54,6 +56,29 @@ int kwb_kube_escape(const char *s, char *out, size_t size);
  * on transport failure (r->errmsg says why). */
 int kwb_kube_get(struct kwb_kube *k, const char *url, size_t max_body,
                  const atomic_int *stop, struct kwb_kube_resp *r);
+
+/* One plain request (the Lease and ConfigMap clients). */
+struct kwb_kube_req {
+    const char *method;      /* "GET", "POST", "PUT"... */
+    const char *url;         /* named in error messages: no secrets in it */
+    const char *body;        /* sent as application/json; NULL: none */
+    const char *agent;       /* User-Agent comment ("checkpoint"); NULL */
+    long timeout_ms;         /* the whole request; at least 1 ms */
+    long connect_timeout_ms; /* 0: curl's default */
+    size_t max_body;         /* a larger answer fails ("response too large") */
+    const atomic_int *abort; /* nonzero: stop at once (-ECANCELED); NULL */
+};
+
+/*
+ * Send req and collect the answer, whatever its status, into r->body /
+ * r->body_len (NULL/0 when empty; kwb_kube_resp_reset frees it). Auth and
+ * TLS as for every request. Returns the HTTP status, or a negative errno
+ * with errbuf ("METHOD URL: why"): -ECANCELED when aborted, -ETIMEDOUT,
+ * -EIO (transport, or an answer over max_body), -ENOMEM, or the error of
+ * kwb_kube_auth_apply.
+ */
+int kwb_kube_request(struct kwb_kube *k, const struct kwb_kube_req *req,
+                     struct kwb_kube_resp *r, char *errbuf, size_t errsize);
 
 /* Body chunks of a 200 streaming response; return nonzero to abort. */
 typedef int (*kwb_kube_data_fn)(void *opaque, const char *data, size_t len);
