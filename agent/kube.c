@@ -30,7 +30,8 @@ struct xfer {
     struct kwb_kube_resp *r;
     size_t max_body;
     int streaming;
-    int whole; /* kwb_kube_request: every status collected, max_body */
+    int whole;    /* kwb_kube_request: every status collected, max_body */
+    int bad_type; /* a 200 answer that is not JSON: refused */
     kwb_kube_data_fn on_data;
     void *opaque;
     size_t cap;
@@ -159,6 +160,36 @@ static int collect(struct xfer *x, const char *data, size_t len, size_t limit)
     return 0;
 }
 
+/* LIST and WATCH answer JSON; with parameters ("; charset=utf-8") or
+ * without a Content-Type at all. Anything else (a proxy's HTML page,
+ * protobuf) would only fail later as unparsable bytes. */
+static int json_type(const char *ct)
+{
+    size_t n = strcspn(ct, "; \t");
+
+    return ct[0] == '\0' ||
+           (n == 16 && strncasecmp(ct, "application/json", 16) == 0);
+}
+
+/* The refusal of a 200 answer of the wrong type: the URL's path only (no
+ * server, no query: selectors and continue tokens stay out of logs). */
+static int bad_type(struct kwb_kube_resp *r, const char *url, int watch)
+{
+    const char *p = strstr(url, "://");
+    size_t n;
+
+    p = p ? p + 3 : url;
+    p += strcspn(p, "/?#");
+    n = strcspn(p, "?#");
+    if (n > 300) {
+        n = 300;
+    }
+    snprintf(r->errmsg, sizeof(r->errmsg),
+             "GET %.*s%s: unexpected Content-Type %s (want application/json)",
+             (int)n, n ? p : "/", watch ? "?watch=1" : "", r->content_type);
+    return -EPROTO;
+}
+
 static size_t on_write(char *data, size_t size, size_t nmemb, void *opaque)
 {
     struct xfer *x = opaque;
@@ -168,6 +199,10 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *opaque)
     x->last_byte_ms = mono_ms();
     curl_easy_getinfo(x->k->easy, CURLINFO_RESPONSE_CODE, &status);
     x->r->status = status;
+    if (status == 200 && !x->whole && !json_type(x->r->content_type)) {
+        x->bad_type = 1;
+        return CURL_WRITEFUNC_ERROR;
+    }
     if (x->streaming && status == 200) {
         if (x->on_data(x->opaque, data, len) != 0) {
             x->r->aborted = 1;
@@ -193,6 +228,27 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *opaque)
     size_t len = size * nmemb;
 
     x->last_byte_ms = mono_ms();
+    if (len > 5 && strncmp(data, "HTTP/", 5) == 0) {
+        /* A new answer (after a proxy's CONNECT or a 100 Continue). */
+        x->r->content_type[0] = '\0';
+    } else if (len > 13 && strncasecmp(data, "Content-Type:", 13) == 0) {
+        const char *v = data + 13;
+        size_t n = len - 13, j = 0;
+        while (n && (*v == ' ' || *v == '\t')) {
+            v++;
+            n--;
+        }
+        while (n && (v[n - 1] == '\r' || v[n - 1] == '\n' || v[n - 1] == ' ' ||
+                     v[n - 1] == '\t')) {
+            n--;
+        }
+        /* Printable only: it goes into log lines. */
+        for (size_t i = 0; i < n && j + 1 < sizeof(x->r->content_type); i++) {
+            unsigned char c = (unsigned char)v[i];
+            x->r->content_type[j++] = c >= 0x20 && c < 0x7f ? (char)c : '?';
+        }
+        x->r->content_type[j] = '\0';
+    }
     if (len > 12 && strncasecmp(data, "Retry-After:", 12) == 0) {
         char buf[64];
         size_t n = len - 12 < sizeof(buf) - 1 ? len - 12 : sizeof(buf) - 1;
@@ -367,7 +423,10 @@ int kwb_kube_get(struct kwb_kube *k, const char *url, size_t max_body,
         /* A server that sends headers and then nothing is caught by the
          * same stall guard as a silent watch. */
         rc = run(k, &x, NULL, NULL, stop, k->cfg->stall_timeout_s);
-        if (rc == -EIO && r->truncated) {
+        if (x.bad_type ||
+            (rc == 0 && r->status == 200 && !json_type(r->content_type))) {
+            rc = bad_type(r, url, 0);
+        } else if (rc == -EIO && r->truncated) {
             snprintf(r->errmsg, sizeof(r->errmsg),
                      "response larger than %zu bytes", max_body);
         }
@@ -428,6 +487,10 @@ int kwb_kube_stream(struct kwb_kube *k, const char *url, int stall_s,
     rc = setup(k, url, &x, &headers, NULL);
     if (rc == 0) {
         rc = run(k, &x, on_idle, opaque, stop, stall_s);
+        if (x.bad_type ||
+            (rc == 0 && r->status == 200 && !json_type(r->content_type))) {
+            rc = bad_type(r, url, 1);
+        }
     }
     curl_slist_free_all(headers);
     if (r->status != 200 && r->body) {

@@ -19,12 +19,13 @@ struct kwb_kube_auth;
 struct kwb_kube;
 
 struct kwb_kube_resp {
-    long status;          /* HTTP status; 0 when no response arrived */
-    int curl_code;        /* CURLE_*; 0 on transfer success */
-    char errmsg[512];     /* curl's error text or the Status message */
-    char reason[64];      /* Status reason ("Expired", "Forbidden"...) */
-    double retry_after_s; /* Retry-After header; 0 when absent */
-    char *body;           /* collected body (get, request, error bodies) */
+    long status;            /* HTTP status; 0 when no response arrived */
+    int curl_code;          /* CURLE_*; 0 on transfer success */
+    char errmsg[512];       /* curl's error text or the Status message */
+    char reason[64];        /* Status reason ("Expired", "Forbidden"...) */
+    double retry_after_s;   /* Retry-After header; 0 when absent */
+    char content_type[128]; /* Content-Type of the final answer ("" none) */
+    char *body;             /* collected body (get, request, error bodies) */
     size_t body_len;
     int truncated; /* body exceeded the limit */
     int aborted;   /* a callback asked to stop */
@@ -53,7 +54,9 @@ int kwb_kube_escape(const char *s, char *out, size_t size);
 
 /* GET url and collect the body (at most max_body bytes, else truncated
  * and failed). 0 when a response arrived (look at r->status), negative
- * on transport failure (r->errmsg says why). */
+ * on transport failure (r->errmsg says why). A 200 answer that is not
+ * application/json (a proxy's HTML page, protobuf) fails with -EPROTO:
+ * "GET <path>: unexpected Content-Type <type> (want application/json)". */
 int kwb_kube_get(struct kwb_kube *k, const char *url, size_t max_body,
                  const atomic_int *stop, struct kwb_kube_resp *r);
 
@@ -89,7 +92,9 @@ typedef int (*kwb_kube_idle_fn)(void *opaque);
 /*
  * Stream a watch. Non-200 answers are collected into r->body (at most
  * 64 KiB) instead of being passed to on_data. A stream is declared stalled
- * when no byte arrives for stall_s seconds. Returns 0 when the server
+ * when no byte arrives for stall_s seconds. A 200 answer that is not
+ * application/json fails with -EPROTO before on_data sees a byte (errmsg
+ * as for kwb_kube_get, path + "?watch=1"). Returns 0 when the server
  * closed the stream cleanly, negative otherwise (r says why).
  */
 int kwb_kube_stream(struct kwb_kube *k, const char *url, int stall_s,
