@@ -40,6 +40,26 @@ struct kwb_store {
     size_t rec_bytes;
 };
 
+static uint64_t mix64(uint64_t h)
+{
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ull;
+    h ^= h >> 33;
+    return h ? h : 1;
+}
+
+/* A packed UUID is already well spread: mix its two words (no byte loop). */
+static uint64_t hash_uuid(const unsigned char p[16])
+{
+    uint64_t a, b;
+
+    memcpy(&a, p, 8);
+    memcpy(&b, p + 8, 8);
+    return mix64(a ^ (b * 0x9e3779b97f4a7c15ull));
+}
+
 static uint64_t hash_bytes(const char *p, size_t n)
 {
     /* FNV-1a, then a final mix; never 0 (0 marks an empty slot). */
@@ -55,41 +75,40 @@ static uint64_t hash_bytes(const char *p, size_t n)
     return h ? h : 1;
 }
 
-static int hexval(int c)
+/* Value of a lower-case hex digit, 0xff for any other byte. */
+static const uint8_t hex_tab[256] = {
+    ['0'] = 0,  ['1'] = 1,  ['2'] = 2,  ['3'] = 3,  ['4'] = 4,  ['5'] = 5,
+    ['6'] = 6,  ['7'] = 7,  ['8'] = 8,  ['9'] = 9,  ['a'] = 10, ['b'] = 11,
+    ['c'] = 12, ['d'] = 13, ['e'] = 14, ['f'] = 15,
+};
+
+/* hex_tab has 0 for both '0' and unlisted bytes: tell them apart. */
+static inline int hex_ok(unsigned char c)
 {
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    return -1;
+    return (unsigned)(c - '0') < 10u || (unsigned)(c - 'a') < 6u;
 }
 
-/* Pack a canonical lower-case UUID into 16 bytes; 0 on success. */
+/* Pack a canonical lower-case UUID into 16 bytes; 0 on success. Hot:
+ * every event's uid passes here twice (live and committed store). */
 static int uuid_pack(const char *uid, size_t len, unsigned char out[16])
 {
-    size_t j = 0;
+    /* Offsets of the 16 hex pairs in "8-4-4-4-12". */
+    static const uint8_t pos[16] = {0,  2,  4,  6,  9,  11, 14, 16,
+                                    19, 21, 24, 26, 28, 30, 32, 34};
+    const unsigned char *u = (const unsigned char *)uid;
+    unsigned bad = 0;
 
-    if (len != 36) {
+    if (len != 36 || u[8] != '-' || u[13] != '-' || u[18] != '-' ||
+        u[23] != '-') {
         return -1;
     }
-    for (size_t i = 0; i < 36;) {
-        if (i == 8 || i == 13 || i == 18 || i == 23) {
-            if (uid[i] != '-') {
-                return -1;
-            }
-            i++;
-            continue;
-        }
-        int hi = hexval(uid[i]), lo = hexval(uid[i + 1]);
-        if (hi < 0 || lo < 0) {
-            return -1;
-        }
-        out[j++] = (unsigned char)(hi << 4 | lo);
-        i += 2;
+    for (int i = 0; i < 16; i++) {
+        unsigned char hi = u[pos[i]], lo = u[pos[i] + 1];
+
+        bad |= !hex_ok(hi) | !hex_ok(lo);
+        out[i] = (unsigned char)(hex_tab[hi] << 4 | hex_tab[lo]);
     }
-    return 0;
+    return bad ? -1 : 0;
 }
 
 static void uuid_unpack(const unsigned char in[16], char out[37])
@@ -253,7 +272,7 @@ static void make_key(const char *uid, struct key *k)
     k->packed = NULL;
     if (uuid_pack(uid, k->len, k->packed_buf) == 0) {
         k->packed = k->packed_buf;
-        k->hash = hash_bytes((const char *)k->packed_buf, 16);
+        k->hash = hash_uuid(k->packed_buf);
     } else {
         k->hash = hash_bytes(uid, k->len);
     }

@@ -6,6 +6,14 @@
  * token of the batch is acknowledged. A failed write is rolled back with
  * ftruncate so the file never keeps half a line, and retried later.
  * Size-based rotation: path -> path.1 -> ... -> path.<rotate_keep>.
+ *
+ * Once a batch is durable its pages are clean and we never read them again:
+ * drop_cache (default on with fsync) hands them back to the kernel with
+ * POSIX_FADV_DONTNEED. The page cache the sink fills then stays at about a
+ * batch instead of growing with the file, which matters in a container
+ * (page cache counts against the pod's memory cgroup) and saves the kernel
+ * allocating fresh pages for every write (measured: about 4x less system
+ * time per byte written on the benchmark machine; BENCHMARKS.md).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -25,6 +33,8 @@
 
 #define MAX_PENDING 65536
 #define RETRY_MS    1000
+/* drop_cache hands pages back once this much is durable */
+#define DROP_CHUNK ((off_t)4 << 20)
 
 struct file_sink {
     struct kwb_sink_env env;
@@ -33,6 +43,8 @@ struct file_sink {
     long long rotate_bytes; /* 0: never */
     int rotate_keep;
     int do_fsync;
+    int drop_cache;
+    off_t dropped; /* pages before this offset were handed back */
     int fd;
     off_t size;
 
@@ -45,8 +57,8 @@ struct file_sink {
     int failing;
 };
 
-static const char *const file_keys[] = {"path", "rotate_bytes", "rotate_keep",
-                                        "fsync", NULL};
+static const char *const file_keys[] = {"path",  "rotate_bytes", "rotate_keep",
+                                        "fsync", "drop_cache",   NULL};
 
 static int64_t mono_ms(void)
 {
@@ -65,7 +77,7 @@ static void *file_init(const config_setting_t *group,
     struct file_sink *f = calloc(1, sizeof(*f));
     const char *path = NULL;
     long long rb = 0;
-    int keep = 5, fs = 1;
+    int keep = 5, fs = 1, drop = 1;
     config_setting_t *s;
 
     if (!f) {
@@ -115,12 +127,23 @@ static void *file_init(const config_setting_t *group,
         }
         fs = config_setting_get_bool(s);
     }
+    s = config_setting_get_member(group, "drop_cache");
+    if (s) {
+        if (config_setting_type(s) != CONFIG_TYPE_BOOL) {
+            snprintf(errbuf, errsize, "'drop_cache' must be true or false");
+            goto fail;
+        }
+        drop = config_setting_get_bool(s);
+    }
     f->env = *env;
     f->name = strdup(env->name);
     f->path = strdup(path);
     f->rotate_bytes = rb;
     f->rotate_keep = keep;
     f->do_fsync = fs;
+    /* Without fsync the pages are still dirty: DONTNEED would only start
+     * their writeback early, so it is off. */
+    f->drop_cache = fs && drop;
     if (!f->name || !f->path) {
         snprintf(errbuf, errsize, "out of memory");
         goto fail;
@@ -146,6 +169,7 @@ static int file_open(struct file_sink *f)
         return rc;
     }
     f->size = st.st_size;
+    f->dropped = 0;
     return 0;
 }
 
@@ -345,6 +369,16 @@ static int write_batch(struct file_sink *f)
         return rc;
     }
     f->size = start + (off_t)f->pending_bytes;
+    if (f->drop_cache && f->size - f->dropped >= DROP_CHUNK) {
+        /* From the page holding the last drop's end (it was partial
+         * then); the kernel keeps the partial last page, which the next
+         * batch appends to. Chunks of DROP_CHUNK keep the calls (and
+         * their LRU drains) rare. Advice only: a failure changes
+         * nothing. */
+        off_t from = f->dropped & ~(off_t)4095;
+        (void)posix_fadvise(f->fd, from, f->size - from, POSIX_FADV_DONTNEED);
+        f->dropped = f->size & ~(off_t)4095;
+    }
     return 0;
 }
 

@@ -38,8 +38,8 @@ static void test_basic(void)
 
     CHECK(s != NULL);
     CHECK(kwb_store_get_rv(s, "a") == NULL);
-    CHECK_EQ_INT(kwb_store_put(s, "0b5c3c7e-8f00-4a8e-9d2a-6f1f2c3d4e5f",
-                               "100", "web-0", "default"),
+    CHECK_EQ_INT(kwb_store_put(s, "0b5c3c7e-8f00-4a8e-9d2a-6f1f2c3d4e5f", "100",
+                               "web-0", "default"),
                  0);
     CHECK_EQ_STR(kwb_store_get_rv(s, "0b5c3c7e-8f00-4a8e-9d2a-6f1f2c3d4e5f"),
                  "100");
@@ -47,19 +47,39 @@ static void test_basic(void)
     CHECK_EQ_INT(kwb_store_put(s, "custom-uid", "7", "n", ""), 0);
     CHECK_EQ_STR(kwb_store_get_rv(s, "custom-uid"), "7");
     /* Upper-case UUIDs are not packed, so they round-trip byte for byte. */
-    CHECK_EQ_INT(kwb_store_put(s, "0B5C3C7E-8F00-4A8E-9D2A-6F1F2C3D4E5F",
-                               "9", "upper", "ns"),
+    CHECK_EQ_INT(kwb_store_put(s, "0B5C3C7E-8F00-4A8E-9D2A-6F1F2C3D4E5F", "9",
+                               "upper", "ns"),
                  0);
-    CHECK_EQ_INT(kwb_store_lookup(s, "0B5C3C7E-8F00-4A8E-9D2A-6F1F2C3D4E5F",
-                                  &e),
-                 0);
+    CHECK_EQ_INT(
+        kwb_store_lookup(s, "0B5C3C7E-8F00-4A8E-9D2A-6F1F2C3D4E5F", &e), 0);
     CHECK_EQ_STR(e.uid, "0B5C3C7E-8F00-4A8E-9D2A-6F1F2C3D4E5F");
-    CHECK_EQ_INT(kwb_store_lookup(s, "0b5c3c7e-8f00-4a8e-9d2a-6f1f2c3d4e5f",
-                                  &e),
-                 0);
+    CHECK_EQ_INT(
+        kwb_store_lookup(s, "0b5c3c7e-8f00-4a8e-9d2a-6f1f2c3d4e5f", &e), 0);
     CHECK_EQ_STR(e.uid, "0b5c3c7e-8f00-4a8e-9d2a-6f1f2c3d4e5f");
     CHECK_EQ_STR(e.name, "web-0");
     CHECK_EQ_STR(e.namespace_, "default");
+    /* UUID-shaped but not hex ('g', ':' and '/' sit next to the digits):
+     * kept as strings, never confused with the packed UUID whose bytes
+     * they would decode to. */
+    {
+        static const char *const odd[] = {
+            "0b5c3c7e-8f00-4a8e-9d2a-6f1f2c3d4e5g",
+            "0b5c3c7e-8f00-4a8e-9d2a-6f1f2c3d4e5:",
+            "/b5c3c7e-8f00-4a8e-9d2a-6f1f2c3d4e5f",
+            "0b5c3c7e+8f00-4a8e-9d2a-6f1f2c3d4e5f",
+        };
+
+        for (size_t i = 0; i < sizeof(odd) / sizeof(odd[0]); i++) {
+            CHECK_EQ_INT(kwb_store_put(s, odd[i], "5", "odd", ""), 0);
+            CHECK_EQ_INT(kwb_store_lookup(s, odd[i], &e), 0);
+            CHECK_EQ_STR(e.uid, odd[i]);
+        }
+        CHECK_EQ_STR(
+            kwb_store_get_rv(s, "0b5c3c7e-8f00-4a8e-9d2a-6f1f2c3d4e5f"), "100");
+        for (size_t i = 0; i < sizeof(odd) / sizeof(odd[0]); i++) {
+            CHECK_EQ_INT(kwb_store_del(s, odd[i]), 1);
+        }
+    }
     /* Update: RVs are opaque strings of any length. */
     CHECK_EQ_INT(kwb_store_put(s, "custom-uid", "1234567890123", "n", ""), 0);
     CHECK_EQ_STR(kwb_store_get_rv(s, "custom-uid"), "1234567890123");
