@@ -129,7 +129,7 @@ int kwb_pipeline_push(struct kwb_pipeline *p, struct kwb_batch *b,
  * KWB_POOL_IDLE_MS.
  * Any thread; NULL on -ENOMEM.
  */
-#define KWB_POOL_IDLE_MS 2000
+#define KWB_POOL_IDLE_MS 1000
 struct kwb_batch *kwb_pipeline_batch(struct kwb_pipeline *p, size_t watch);
 
 /*
