@@ -68,13 +68,18 @@ size_t kwb_batch_bytes(const struct kwb_batch *b)
     return b->json_len + b->str_len + b->n_items * sizeof(struct kwb_item);
 }
 
+static void take_pooled(struct kwb_batch *b);
+
+/* Capacity for `need` bytes: doubling up to 1 MiB, then by a quarter (a
+ * batch is handed over at about 1 MiB: doubling would leave most of a
+ * second MiB unused in every batch). */
 static int grow_buf(char **buf, size_t *cap, size_t need)
 {
     size_t ncap = *cap ? *cap : 4096;
     char *n;
 
     while (ncap < need) {
-        ncap *= 2;
+        ncap += ncap < ((size_t)1 << 20) ? ncap : ncap / 4;
     }
     if (ncap == *cap) {
         return 0;
@@ -92,6 +97,9 @@ uint32_t kwb_batch_str(struct kwb_batch *b, const char *s, size_t len)
 {
     uint32_t off;
 
+    if (b->owner) {
+        take_pooled(b);
+    }
     if (b->str_len + len + 1 > UINT32_MAX - 1 ||
         grow_buf(&b->str, &b->str_cap, b->str_len + len + 1) < 0) {
         return KWB_NO_OFF;
@@ -105,6 +113,9 @@ uint32_t kwb_batch_str(struct kwb_batch *b, const char *s, size_t len)
 
 char *kwb_batch_json_reserve(struct kwb_batch *b, size_t n)
 {
+    if (b->owner) {
+        take_pooled(b);
+    }
     if (grow_buf(&b->json, &b->json_cap, b->json_len + n) < 0) {
         return NULL;
     }
@@ -115,6 +126,9 @@ struct kwb_item *kwb_batch_item(struct kwb_batch *b)
 {
     struct kwb_item *it;
 
+    if (b->owner) {
+        take_pooled(b);
+    }
     if (b->n_items == b->items_cap) {
         size_t ncap = b->items_cap ? b->items_cap * 2 : 64;
         struct kwb_item *n = realloc(b->items, ncap * sizeof(*n));
@@ -183,13 +197,14 @@ struct kwb_pipeline {
     const struct kwb_config *cfg;
     struct kwb_metrics *metrics;
 
-    pthread_mutex_t lock; /* guards q_head/q_tail, held, stopping, pool */
+    pthread_mutex_t lock; /* guards q_head/q_tail, held, stopping, pool, bare */
     pthread_cond_t wake;  /* pipeline thread: work arrived */
     pthread_cond_t space; /* workers: room below the queue bounds */
     struct kwb_batch *q_head, *q_tail;
     size_t held;            /* items queued or in flight */
     size_t held_bytes;      /* their kwb_batch_bytes() */
     struct kwb_batch *pool; /* finished batches kept for reuse */
+    struct kwb_batch *bare; /* pooled batches whose buffers were taken */
     size_t pool_len;
     size_t pool_bytes;  /* their `touched` */
     size_t pool_bigger; /* largest `touched` kept so far */
@@ -681,19 +696,56 @@ struct kwb_batch *kwb_pipeline_batch(struct kwb_pipeline *p, size_t watch)
     struct kwb_batch *b;
 
     pthread_mutex_lock(&p->lock);
-    b = p->pool;
+    b = p->bare;
     if (b) {
-        p->pool = b->next;
-        p->pool_len--;
-        p->pool_bytes -= b->touched;
+        p->bare = b->next;
     }
     pthread_mutex_unlock(&p->lock);
     if (!b) {
-        return kwb_batch_new(watch);
+        b = kwb_batch_new(watch);
+        if (!b) {
+            return NULL;
+        }
     }
     kwb_batch_reset(b);
     b->watch = watch;
+    b->owner = p;
     return b;
+}
+
+/* First need of room in a batch from kwb_pipeline_batch: move the buffers
+ * of a pooled batch into it; the emptied struct is kept for the next
+ * kwb_pipeline_batch. Without a pooled one, b grows its own. */
+static void take_pooled(struct kwb_batch *b)
+{
+    struct kwb_pipeline *p = b->owner;
+    struct kwb_batch *s;
+
+    b->owner = NULL;
+    if (b->json_cap || b->str_cap || b->items_cap) {
+        return;
+    }
+    pthread_mutex_lock(&p->lock);
+    s = p->pool;
+    if (s) {
+        p->pool = s->next;
+        p->pool_len--;
+        p->pool_bytes -= s->touched;
+        b->json = s->json;
+        b->json_cap = s->json_cap;
+        b->str = s->str;
+        b->str_cap = s->str_cap;
+        b->items = s->items;
+        b->items_cap = s->items_cap;
+        b->touched = s->touched;
+        s->json = s->str = NULL;
+        s->items = NULL;
+        s->json_cap = s->str_cap = s->items_cap = 0;
+        s->touched = 0;
+        s->next = p->bare;
+        p->bare = s;
+    }
+    pthread_mutex_unlock(&p->lock);
 }
 
 static void release_batch(struct kwb_pipeline *p, struct kwb_batch *b)
@@ -749,7 +801,7 @@ static void release_batch(struct kwb_pipeline *p, struct kwb_batch *b)
  * keeps only what it tracks. Returns batches freed. */
 static size_t pool_release_idle(struct kwb_pipeline *p, int64_t now)
 {
-    struct kwb_batch *b, *next;
+    struct kwb_batch *b, *bare, *next;
     size_t n;
 
     if (now - p->last_handoff_ms < KWB_POOL_IDLE_MS) {
@@ -761,10 +813,16 @@ static size_t pool_release_idle(struct kwb_pipeline *p, int64_t now)
     p->pool = NULL;
     p->pool_len = 0;
     p->pool_bytes = 0;
+    bare = p->bare;
+    p->bare = NULL;
     pthread_mutex_unlock(&p->lock);
     for (; b; b = next) {
         next = b->next;
         kwb_batch_free(b);
+    }
+    for (; bare; bare = next) {
+        next = bare->next;
+        kwb_batch_free(bare);
     }
     if (n > 0) {
         malloc_trim(0);
@@ -1047,6 +1105,10 @@ void kwb_pipeline_free(struct kwb_pipeline *p)
         kwb_batch_free(b);
     }
     for (b = p->pool; b; b = next) {
+        next = b->next;
+        kwb_batch_free(b);
+    }
+    for (b = p->bare; b; b = next) {
         next = b->next;
         kwb_batch_free(b);
     }
