@@ -15,11 +15,11 @@
 #include <time.h>
 
 #include <cjson/cJSON.h>
-#include <curl/curl.h>
 #include <openssl/evp.h>
 
 #include "checkpoint.h"
 #include "config.h"
+#include "kube.h"
 #include "kubeconfig.h"
 #include "log.h"
 #include "metrics.h"
@@ -50,17 +50,11 @@ struct kwb_cmstate {
     long connect_timeout_ms;
     struct cm *cms;
     size_t n;
-    CURL *h;
+    struct kwb_kube *kube;
     /* After a failed write, writes wait (all ConfigMaps share one API
      * server) so the pipeline thread does not block on every interval. */
     int64_t retry_at_ms; /* kwb_now_ms() clock */
     int64_t backoff_ms;  /* 0 after a success */
-};
-
-struct resp {
-    char *buf;
-    size_t len;
-    int overflow;
 };
 
 /* ---- names -------------------------------------------------------------- */
@@ -133,103 +127,33 @@ int kwb_cmstate_name(const char *prefix, const char *watch_id, int hashed,
 
 /* ---- HTTP --------------------------------------------------------------- */
 
-static size_t on_body(char *p, size_t size, size_t n, void *u)
-{
-    struct resp *r = u;
-    size_t add = size * n;
-    char *b;
-
-    if (r->len + add > RESP_MAX) {
-        r->overflow = 1;
-        return 0;
-    }
-    b = realloc(r->buf, r->len + add + 1);
-    if (!b) {
-        return 0;
-    }
-    memcpy(b + r->len, p, add);
-    r->len += add;
-    b[r->len] = '\0';
-    r->buf = b;
-    return add;
-}
-
 /*
  * One request. Returns the HTTP status, or a negative errno with errbuf
- * (-ETIMEDOUT, -EIO, -ENOMEM). The body lands in *r (caller frees r->buf).
+ * (-ETIMEDOUT, -EIO, -ENOMEM). The body lands in *r (caller resets it).
  */
 static int http_do(struct kwb_cmstate *cs, const char *method, const char *url,
-                   const char *body, struct resp *r, char *errbuf,
+                   const char *body, struct kwb_kube_resp *r, char *errbuf,
                    size_t errsize)
 {
-    struct curl_slist *hdrs = NULL, *t;
-    char cerr[CURL_ERROR_SIZE] = "";
-    CURLcode cc;
-    long code = 0;
-    int rc;
+    struct kwb_kube_req req = {.method = method,
+                               .url = url,
+                               .body = body,
+                               .agent = "checkpoint",
+                               .timeout_ms = REQUEST_TIMEOUT_MS,
+                               .connect_timeout_ms = cs->connect_timeout_ms,
+                               .max_body = RESP_MAX};
 
-    memset(r, 0, sizeof(*r));
-    curl_easy_reset(cs->h);
-    t = curl_slist_append(hdrs, "Accept: application/json");
-    if (t) {
-        hdrs = t;
-        t = body ? curl_slist_append(hdrs, "Content-Type: application/json")
-                 : hdrs;
-    }
-    if (!t) {
-        rc = -ENOMEM;
-        snprintf(errbuf, errsize, "out of memory");
-        goto out;
-    }
-    hdrs = t;
-    rc = kwb_kube_auth_apply(cs->auth, cs->h, &hdrs, errbuf, errsize);
-    if (rc < 0) {
-        goto out;
-    }
-    curl_easy_setopt(cs->h, CURLOPT_URL, url);
-    curl_easy_setopt(cs->h, CURLOPT_HTTPHEADER, hdrs);
-    curl_easy_setopt(cs->h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(cs->h, CURLOPT_USERAGENT,
-                     "kube-watch-bridge/" KWB_VERSION " (checkpoint)");
-    curl_easy_setopt(cs->h, CURLOPT_TIMEOUT_MS, REQUEST_TIMEOUT_MS);
-    curl_easy_setopt(cs->h, CURLOPT_CONNECTTIMEOUT_MS, cs->connect_timeout_ms);
-    curl_easy_setopt(cs->h, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(cs->h, CURLOPT_WRITEDATA, r);
-    curl_easy_setopt(cs->h, CURLOPT_ERRORBUFFER, cerr);
-    if (body) {
-        curl_easy_setopt(cs->h, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(cs->h, CURLOPT_POSTFIELDSIZE_LARGE,
-                         (curl_off_t)strlen(body));
-    }
-    if (strcmp(method, "GET") != 0 && strcmp(method, "POST") != 0) {
-        curl_easy_setopt(cs->h, CURLOPT_CUSTOMREQUEST, method);
-    }
-    cc = curl_easy_perform(cs->h);
-    if (cc != CURLE_OK) {
-        rc = cc == CURLE_OPERATION_TIMEDOUT ? -ETIMEDOUT : -EIO;
-        snprintf(errbuf, errsize, "%s %s: %s", method, url,
-                 r->overflow ? "response too large"
-                 : cerr[0]   ? cerr
-                             : curl_easy_strerror(cc));
-        goto out;
-    }
-    curl_easy_getinfo(cs->h, CURLINFO_RESPONSE_CODE, &code);
-    rc = (int)code;
-out:
-    /* The handle keeps pointers to both; drop them before freeing. */
-    curl_easy_setopt(cs->h, CURLOPT_HTTPHEADER, NULL);
-    curl_easy_setopt(cs->h, CURLOPT_ERRORBUFFER, NULL);
-    curl_slist_free_all(hdrs);
-    return rc;
+    return kwb_kube_request(cs->kube, &req, r, errbuf, errsize);
 }
 
 /* A non-2xx answer as a negative errno with a message naming the
  * ConfigMap and the Status message. */
 static int http_error(struct kwb_cmstate *cs, const struct cm *c,
-                      const char *method, int code, const struct resp *r,
-                      char *errbuf, size_t errsize)
+                      const char *method, int code,
+                      const struct kwb_kube_resp *r, char *errbuf,
+                      size_t errsize)
 {
-    cJSON *j = r->buf ? cJSON_ParseWithLength(r->buf, r->len) : NULL;
+    cJSON *j = r->body ? cJSON_ParseWithLength(r->body, r->body_len) : NULL;
     const cJSON *m = cJSON_GetObjectItemCaseSensitive(j, "message");
     const char *msg = cJSON_IsString(m) ? m->valuestring : "(no message)";
     int rc = -EPROTO;
@@ -301,9 +225,7 @@ void kwb_cmstate_free(struct kwb_cmstate *cs)
     free(cs->cms);
     free(cs->namespace_);
     free(cs->collection_url);
-    if (cs->h) {
-        curl_easy_cleanup(cs->h);
-    }
+    kwb_kube_free(cs->kube);
     free(cs);
 }
 
@@ -334,8 +256,8 @@ int kwb_cmstate_new(const struct kwb_config *cfg, struct kwb_kube_auth *auth,
             : REQUEST_TIMEOUT_MS;
     cs->namespace_ = strdup(ns);
     cs->cms = calloc(cfg->n_watches ? cfg->n_watches : 1, sizeof(*cs->cms));
-    cs->h = curl_easy_init();
-    if (!cs->namespace_ || !cs->cms || !cs->h ||
+    cs->kube = kwb_kube_new(auth, NULL);
+    if (!cs->namespace_ || !cs->cms || !cs->kube ||
         asprintf(&cs->collection_url, "%s/api/v1/namespaces/%s/configmaps",
                  kwb_kube_auth_server(auth), ns) < 0) {
         cs->collection_url = NULL;
@@ -443,7 +365,7 @@ out:
 static int cm_get(struct kwb_cmstate *cs, struct cm *c, cJSON **obj,
                   char *errbuf, size_t errsize)
 {
-    struct resp r;
+    struct kwb_kube_resp r = {0};
     int code, rc;
 
     *obj = NULL;
@@ -462,7 +384,7 @@ static int cm_get(struct kwb_cmstate *cs, struct cm *c, cJSON **obj,
         rc = http_error(cs, c, "GET", code, &r, errbuf, errsize);
         goto out;
     }
-    *obj = cJSON_ParseWithLength(r.buf, r.len);
+    *obj = cJSON_ParseWithLength(r.body, r.body_len);
     if (!cJSON_IsObject(*obj) || take_rv(c, *obj) < 0) {
         cJSON_Delete(*obj);
         *obj = NULL;
@@ -475,7 +397,7 @@ static int cm_get(struct kwb_cmstate *cs, struct cm *c, cJSON **obj,
     }
     rc = 0;
 out:
-    free(r.buf);
+    kwb_kube_resp_reset(&r);
     return rc;
 }
 
@@ -487,7 +409,7 @@ int kwb_cmstate_write(struct kwb_cmstate *cs, const char *watch_id,
     const char *kv[] = {"watch", watch_id, NULL};
     char *text = NULL, *body = NULL;
     size_t len = 0;
-    struct resp r = {0};
+    struct kwb_kube_resp r = {0};
     int omitted = 0, conflicts = 0;
     int rc, code;
 
@@ -539,7 +461,6 @@ int kwb_cmstate_write(struct kwb_cmstate *cs, const char *watch_id,
             snprintf(errbuf, errsize, "out of memory");
             goto out;
         }
-        free(r.buf);
         code = http_do(cs, create ? "POST" : "PUT",
                        create ? cs->collection_url : c->url, body, &r, errbuf,
                        errsize);
@@ -548,7 +469,7 @@ int kwb_cmstate_write(struct kwb_cmstate *cs, const char *watch_id,
             goto out;
         }
         if (code == 200 || code == 201) {
-            obj = cJSON_ParseWithLength(r.buf, r.len);
+            obj = cJSON_ParseWithLength(r.body, r.body_len);
             rc = take_rv(c, obj);
             cJSON_Delete(obj);
             if (rc < 0) {
@@ -609,7 +530,7 @@ out:
         }
         cs->retry_at_ms = kwb_now_ms() + cs->backoff_ms;
     }
-    free(r.buf);
+    kwb_kube_resp_reset(&r);
     free(body);
     free(text);
     return rc;

@@ -30,6 +30,8 @@ struct xfer {
     struct kwb_kube_resp *r;
     size_t max_body;
     int streaming;
+    int whole;    /* kwb_kube_request: every status collected, max_body */
+    int bad_type; /* a 200 answer that is not JSON: refused */
     kwb_kube_data_fn on_data;
     void *opaque;
     size_t cap;
@@ -158,6 +160,36 @@ static int collect(struct xfer *x, const char *data, size_t len, size_t limit)
     return 0;
 }
 
+/* LIST and WATCH answer JSON; with parameters ("; charset=utf-8") or
+ * without a Content-Type at all. Anything else (a proxy's HTML page,
+ * protobuf) would only fail later as unparsable bytes. */
+static int json_type(const char *ct)
+{
+    size_t n = strcspn(ct, "; \t");
+
+    return ct[0] == '\0' ||
+           (n == 16 && strncasecmp(ct, "application/json", 16) == 0);
+}
+
+/* The refusal of a 200 answer of the wrong type: the URL's path only (no
+ * server, no query: selectors and continue tokens stay out of logs). */
+static int bad_type(struct kwb_kube_resp *r, const char *url, int watch)
+{
+    const char *p = strstr(url, "://");
+    size_t n;
+
+    p = p ? p + 3 : url;
+    p += strcspn(p, "/?#");
+    n = strcspn(p, "?#");
+    if (n > 300) {
+        n = 300;
+    }
+    snprintf(r->errmsg, sizeof(r->errmsg),
+             "GET %.*s%s: unexpected Content-Type %s (want application/json)",
+             (int)n, n ? p : "/", watch ? "?watch=1" : "", r->content_type);
+    return -EPROTO;
+}
+
 static size_t on_write(char *data, size_t size, size_t nmemb, void *opaque)
 {
     struct xfer *x = opaque;
@@ -167,12 +199,20 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *opaque)
     x->last_byte_ms = mono_ms();
     curl_easy_getinfo(x->k->easy, CURLINFO_RESPONSE_CODE, &status);
     x->r->status = status;
+    if (status == 200 && !x->whole && !json_type(x->r->content_type)) {
+        x->bad_type = 1;
+        return CURL_WRITEFUNC_ERROR;
+    }
     if (x->streaming && status == 200) {
         if (x->on_data(x->opaque, data, len) != 0) {
             x->r->aborted = 1;
             return CURL_WRITEFUNC_ERROR;
         }
         return len;
+    }
+    if (x->whole) {
+        return collect(x, data, len, x->max_body) < 0 ? CURL_WRITEFUNC_ERROR
+                                                      : len;
     }
     if (collect(x, data, len,
                 x->streaming || status != 200 ? ERROR_BODY_MAX : x->max_body) <
@@ -188,6 +228,27 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *opaque)
     size_t len = size * nmemb;
 
     x->last_byte_ms = mono_ms();
+    if (len > 5 && strncmp(data, "HTTP/", 5) == 0) {
+        /* A new answer (after a proxy's CONNECT or a 100 Continue). */
+        x->r->content_type[0] = '\0';
+    } else if (len > 13 && strncasecmp(data, "Content-Type:", 13) == 0) {
+        const char *v = data + 13;
+        size_t n = len - 13, j = 0;
+        while (n && (*v == ' ' || *v == '\t')) {
+            v++;
+            n--;
+        }
+        while (n && (v[n - 1] == '\r' || v[n - 1] == '\n' || v[n - 1] == ' ' ||
+                     v[n - 1] == '\t')) {
+            n--;
+        }
+        /* Printable only: it goes into log lines. */
+        for (size_t i = 0; i < n && j + 1 < sizeof(x->r->content_type); i++) {
+            unsigned char c = (unsigned char)v[i];
+            x->r->content_type[j++] = c >= 0x20 && c < 0x7f ? (char)c : '?';
+        }
+        x->r->content_type[j] = '\0';
+    }
     if (len > 12 && strncasecmp(data, "Retry-After:", 12) == 0) {
         char buf[64];
         size_t n = len - 12 < sizeof(buf) - 1 ? len - 12 : sizeof(buf) - 1;
@@ -209,11 +270,14 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *opaque)
     return len;
 }
 
+/* Options of one transfer: a LIST page or WATCH (req NULL; streaming in
+ * x) or a kwb_kube_request. */
 static int setup(struct kwb_kube *k, const char *url, struct xfer *x,
-                 struct curl_slist **headers, int streaming, int stall_s)
+                 struct curl_slist **headers, const struct kwb_kube_req *req)
 {
     CURL *h = k->easy;
-    char err[256] = "";
+    char err[sizeof(x->r->errmsg)] = "";
+    char agent[128];
 
     curl_easy_reset(h);
     curl_easy_setopt(h, CURLOPT_URL, url);
@@ -223,24 +287,48 @@ static int setup(struct kwb_kube *k, const char *url, struct xfer *x,
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, x);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, x->r->errmsg);
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT,
-                     (long)k->cfg->connect_timeout_s);
     curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(h, CURLOPT_TCP_KEEPIDLE, 30L);
     curl_easy_setopt(h, CURLOPT_TCP_KEEPINTVL, 10L);
     curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");
-    /* Large reads: a watch stream of pods is hundreds of MB/s; 16 KiB
-     * reads would cost a recv and a poll per few events. */
-    curl_easy_setopt(h, CURLOPT_BUFFERSIZE, 512L * 1024);
-    curl_easy_setopt(h, CURLOPT_USERAGENT, "kube-watch-bridge/" KWB_VERSION);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
     /* Stalls are detected in run(), not with CURLOPT_LOW_SPEED_*: time
      * spent waiting on our own backpressure must not count as silence. */
-    (void)stall_s;
-    if (!streaming) {
-        curl_easy_setopt(h, CURLOPT_TIMEOUT, 300L);
+    if (req) {
+        snprintf(agent, sizeof(agent), "kube-watch-bridge/%s%s%s%s",
+                 KWB_VERSION, req->agent ? " (" : "",
+                 req->agent ? req->agent : "", req->agent ? ")" : "");
+        curl_easy_setopt(h, CURLOPT_USERAGENT, agent);
+        curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, req->connect_timeout_ms);
+        curl_easy_setopt(h, CURLOPT_TIMEOUT_MS,
+                         req->timeout_ms < 1 ? 1L : req->timeout_ms);
+        if (req->body) {
+            curl_easy_setopt(h, CURLOPT_POSTFIELDS, req->body);
+            curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE,
+                             (curl_off_t)strlen(req->body));
+        }
+        if (strcmp(req->method, "GET") != 0 &&
+            strcmp(req->method, "POST") != 0) {
+            curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, req->method);
+        }
+    } else {
+        curl_easy_setopt(h, CURLOPT_USERAGENT,
+                         "kube-watch-bridge/" KWB_VERSION);
+        curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT,
+                         (long)k->cfg->connect_timeout_s);
+        /* Large reads: a watch stream of pods is hundreds of MB/s; 16 KiB
+         * reads would cost a recv and a poll per few events. */
+        curl_easy_setopt(h, CURLOPT_BUFFERSIZE, 512L * 1024);
+        if (!x->streaming) {
+            curl_easy_setopt(h, CURLOPT_TIMEOUT, 300L);
+        }
     }
     *headers = curl_slist_append(NULL, "Accept: application/json");
+    if (*headers && req && req->body &&
+        !curl_slist_append(*headers, "Content-Type: application/json")) {
+        curl_slist_free_all(*headers);
+        *headers = NULL;
+    }
     if (!*headers) {
         snprintf(x->r->errmsg, sizeof(x->r->errmsg), "out of memory");
         return -ENOMEM;
@@ -330,12 +418,15 @@ int kwb_kube_get(struct kwb_kube *k, const char *url, size_t max_body,
     int rc;
 
     kwb_kube_resp_reset(r);
-    rc = setup(k, url, &x, &headers, 0, 0);
+    rc = setup(k, url, &x, &headers, NULL);
     if (rc == 0) {
         /* A server that sends headers and then nothing is caught by the
          * same stall guard as a silent watch. */
         rc = run(k, &x, NULL, NULL, stop, k->cfg->stall_timeout_s);
-        if (rc == -EIO && r->truncated) {
+        if (x.bad_type ||
+            (rc == 0 && r->status == 200 && !json_type(r->content_type))) {
+            rc = bad_type(r, url, 0);
+        } else if (rc == -EIO && r->truncated) {
             snprintf(r->errmsg, sizeof(r->errmsg),
                      "response larger than %zu bytes", max_body);
         }
@@ -344,6 +435,41 @@ int kwb_kube_get(struct kwb_kube *k, const char *url, size_t max_body,
     if (r->status != 200 && r->body) {
         kwb_kube_parse_status(r);
     }
+    return rc;
+}
+
+int kwb_kube_request(struct kwb_kube *k, const struct kwb_kube_req *req,
+                     struct kwb_kube_resp *r, char *errbuf, size_t errsize)
+{
+    struct xfer x = {.k = k, .r = r, .max_body = req->max_body, .whole = 1};
+    struct curl_slist *headers = NULL;
+    int rc;
+
+    kwb_kube_resp_reset(r);
+    rc = setup(k, req->url, &x, &headers, req);
+    if (rc < 0) {
+        snprintf(errbuf, errsize, "%s", r->errmsg);
+        goto out;
+    }
+    rc = run(k, &x, NULL, NULL, req->abort, 0);
+    if (rc == -ECANCELED) {
+        snprintf(errbuf, errsize, "%s %s: stopped", req->method, req->url);
+        goto out;
+    }
+    if (rc < 0) {
+        if (r->curl_code == CURLE_OPERATION_TIMEDOUT) {
+            rc = -ETIMEDOUT;
+        }
+        snprintf(errbuf, errsize, "%s %s: %s", req->method, req->url,
+                 r->truncated ? "response too large" : r->errmsg);
+        goto out;
+    }
+    rc = (int)r->status;
+out:
+    /* The handle keeps pointers to both; drop them before freeing. */
+    curl_easy_setopt(k->easy, CURLOPT_HTTPHEADER, NULL);
+    curl_easy_setopt(k->easy, CURLOPT_ERRORBUFFER, NULL);
+    curl_slist_free_all(headers);
     return rc;
 }
 
@@ -358,9 +484,13 @@ int kwb_kube_stream(struct kwb_kube *k, const char *url, int stall_s,
     int rc;
 
     kwb_kube_resp_reset(r);
-    rc = setup(k, url, &x, &headers, 1, stall_s);
+    rc = setup(k, url, &x, &headers, NULL);
     if (rc == 0) {
         rc = run(k, &x, on_idle, opaque, stop, stall_s);
+        if (x.bad_type ||
+            (rc == 0 && r->status == 200 && !json_type(r->content_type))) {
+            rc = bad_type(r, url, 1);
+        }
     }
     curl_slist_free_all(headers);
     if (r->status != 200 && r->body) {

@@ -23,9 +23,9 @@
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
-#include <curl/curl.h>
 
 #include "config.h"
+#include "kube.h"
 #include "kubeconfig.h"
 #include "log.h"
 
@@ -73,7 +73,7 @@ struct kwb_leader {
     atomic_int abort_io; /* stop requested: abort requests in flight */
 
     /* Elector thread only. */
-    CURL *h;
+    struct kwb_kube *kube;
     cJSON *cur;           /* last lease object read or written */
     struct lease_rec obs; /* last observed record */
     int have_obs;
@@ -81,12 +81,6 @@ struct kwb_leader {
     char last_holder[256]; /* for "leader is X" logs on change */
     int failing;           /* errors are logged once per episode */
     unsigned int seed;
-};
-
-struct resp {
-    char *buf;
-    size_t len;
-    int overflow;
 };
 
 static int64_t mono_ms(void)
@@ -194,122 +188,33 @@ static int sleep_ms(struct kwb_leader *l, int64_t ms)
 
 /* ---- HTTP --------------------------------------------------------------- */
 
-static size_t on_body(char *p, size_t size, size_t n, void *u)
-{
-    struct resp *r = u;
-    size_t add = size * n;
-    char *b;
-
-    if (r->len + add > RESP_MAX) {
-        r->overflow = 1;
-        return 0;
-    }
-    b = realloc(r->buf, r->len + add + 1);
-    if (!b) {
-        return 0;
-    }
-    memcpy(b + r->len, p, add);
-    r->len += add;
-    b[r->len] = '\0';
-    r->buf = b;
-    return add;
-}
-
-static int on_progress(void *u, curl_off_t dt, curl_off_t dn, curl_off_t ut,
-                       curl_off_t un)
-{
-    struct kwb_leader *l = u;
-
-    (void)dt;
-    (void)dn;
-    (void)ut;
-    (void)un;
-    return atomic_load(&l->abort_io) ? 1 : 0;
-}
-
 /*
  * One request. Returns the HTTP status, or a negative errno with errbuf
- * (-ECANCELED when aborted by stop). The body lands in *r (caller frees
- * r->buf).
+ * (-ECANCELED when aborted by stop). The body lands in *r (caller resets
+ * it).
  */
 static int http_do(struct kwb_leader *l, const char *method, const char *url,
-                   const char *body, int64_t timeout_ms, struct resp *r,
-                   char *errbuf, size_t errsize)
+                   const char *body, int64_t timeout_ms,
+                   struct kwb_kube_resp *r, char *errbuf, size_t errsize)
 {
-    struct curl_slist *hdrs = NULL, *t;
-    char cerr[CURL_ERROR_SIZE] = "";
-    CURLcode cc;
-    long code = 0;
-    int rc;
+    long t = timeout_ms < 1 ? 1L : (long)timeout_ms;
+    struct kwb_kube_req req = {.method = method,
+                               .url = url,
+                               .body = body,
+                               .agent = "leader-election",
+                               .timeout_ms = t,
+                               .connect_timeout_ms = t,
+                               .max_body = RESP_MAX,
+                               .abort = &l->abort_io};
 
-    memset(r, 0, sizeof(*r));
-    if (timeout_ms < 1) {
-        timeout_ms = 1;
-    }
-    curl_easy_reset(l->h);
-    t = curl_slist_append(hdrs, "Accept: application/json");
-    if (t) {
-        hdrs = t;
-        t = body ? curl_slist_append(hdrs, "Content-Type: application/json")
-                 : hdrs;
-    }
-    if (!t) {
-        rc = fail(errbuf, errsize, -ENOMEM, "out of memory");
-        goto out;
-    }
-    hdrs = t;
-    rc = kwb_kube_auth_apply(l->auth, l->h, &hdrs, errbuf, errsize);
-    if (rc < 0) {
-        goto out;
-    }
-    curl_easy_setopt(l->h, CURLOPT_URL, url);
-    curl_easy_setopt(l->h, CURLOPT_HTTPHEADER, hdrs);
-    curl_easy_setopt(l->h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(l->h, CURLOPT_USERAGENT,
-                     "kube-watch-bridge/" KWB_VERSION " (leader-election)");
-    curl_easy_setopt(l->h, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
-    curl_easy_setopt(l->h, CURLOPT_CONNECTTIMEOUT_MS, (long)timeout_ms);
-    curl_easy_setopt(l->h, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(l->h, CURLOPT_WRITEDATA, r);
-    curl_easy_setopt(l->h, CURLOPT_XFERINFOFUNCTION, on_progress);
-    curl_easy_setopt(l->h, CURLOPT_XFERINFODATA, l);
-    curl_easy_setopt(l->h, CURLOPT_NOPROGRESS, 0L);
-    curl_easy_setopt(l->h, CURLOPT_ERRORBUFFER, cerr);
-    if (body) {
-        curl_easy_setopt(l->h, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(l->h, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
-    }
-    if (strcmp(method, "GET") != 0 && strcmp(method, "POST") != 0) {
-        curl_easy_setopt(l->h, CURLOPT_CUSTOMREQUEST, method);
-    }
-    cc = curl_easy_perform(l->h);
-    if (cc == CURLE_ABORTED_BY_CALLBACK) {
-        rc = fail(errbuf, errsize, -ECANCELED, "%s %s: stopped", method, url);
-        goto out;
-    }
-    if (cc != CURLE_OK) {
-        rc = fail(errbuf, errsize,
-                  cc == CURLE_OPERATION_TIMEDOUT ? -ETIMEDOUT : -EIO,
-                  "%s %s: %s", method, url,
-                  r->overflow ? "response too large"
-                  : cerr[0]   ? cerr
-                              : curl_easy_strerror(cc));
-        goto out;
-    }
-    curl_easy_getinfo(l->h, CURLINFO_RESPONSE_CODE, &code);
-    rc = (int)code;
-out:
-    /* The handle keeps pointers to both; drop them before freeing. */
-    curl_easy_setopt(l->h, CURLOPT_HTTPHEADER, NULL);
-    curl_easy_setopt(l->h, CURLOPT_ERRORBUFFER, NULL);
-    curl_slist_free_all(hdrs);
-    return rc;
+    return kwb_kube_request(l->kube, &req, r, errbuf, errsize);
 }
 
 /* "Status" message of an error answer, for logs. */
-static void status_message(const struct resp *r, char *buf, size_t size)
+static void status_message(const struct kwb_kube_resp *r, char *buf,
+                           size_t size)
 {
-    cJSON *j = r->buf ? cJSON_ParseWithLength(r->buf, r->len) : NULL;
+    cJSON *j = r->body ? cJSON_ParseWithLength(r->body, r->body_len) : NULL;
     const cJSON *m = cJSON_GetObjectItemCaseSensitive(j, "message");
 
     snprintf(buf, size, "%s",
@@ -397,10 +302,10 @@ static void observe(struct kwb_leader *l, const struct lease_rec *rec,
 }
 
 /* Keep the answer as our current view of the lease. 0 or -EINVAL. */
-static int take_answer(struct kwb_leader *l, const struct resp *r,
+static int take_answer(struct kwb_leader *l, const struct kwb_kube_resp *r,
                        struct lease_rec *rec)
 {
-    cJSON *j = r->buf ? cJSON_ParseWithLength(r->buf, r->len) : NULL;
+    cJSON *j = r->body ? cJSON_ParseWithLength(r->body, r->body_len) : NULL;
 
     if (!cJSON_IsObject(j) ||
         !cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(j, "metadata"))) {
@@ -434,7 +339,7 @@ static int put_lease(struct kwb_leader *l, const struct lease_rec *rec,
                      int64_t timeout_ms, int64_t now)
 {
     char err[512], msg[600];
-    struct resp r = {0};
+    struct kwb_kube_resp r = {0};
     struct lease_rec got;
     cJSON *spec = spec_new(rec);
     char *body = NULL;
@@ -490,7 +395,7 @@ static int put_lease(struct kwb_leader *l, const struct lease_rec *rec,
     l->failing = 0;
     rc = 1;
 out:
-    free(r.buf);
+    kwb_kube_resp_reset(&r);
     free(body);
     return rc;
 }
@@ -504,7 +409,7 @@ static int try_acquire_or_renew(struct kwb_leader *l, int64_t timeout_ms)
 {
     char err[512], msg[600];
     char now_s[40];
-    struct resp r = {0};
+    struct kwb_kube_resp r = {0};
     struct lease_rec old, rec;
     int64_t start = mono_ms();
     int64_t now, valid_ms;
@@ -534,8 +439,6 @@ static int try_acquire_or_renew(struct kwb_leader *l, int64_t timeout_ms)
         cJSON *spec = spec_new(&rec);
         char *body = NULL;
 
-        free(r.buf);
-        r.buf = NULL;
         if (md && spec && cJSON_AddStringToObject(md, "name", l->name) &&
             cJSON_AddStringToObject(md, "namespace", l->namespace_) &&
             cJSON_AddStringToObject(obj, "apiVersion",
@@ -620,7 +523,7 @@ static int try_acquire_or_renew(struct kwb_leader *l, int64_t timeout_ms)
     }
     rc = put_lease(l, &rec, timeout_ms - (now - start), start);
 out:
-    free(r.buf);
+    kwb_kube_resp_reset(&r);
     return rc;
 }
 
@@ -756,9 +659,7 @@ static void leader_free(struct kwb_leader *l)
     if (!l) {
         return;
     }
-    if (l->h) {
-        curl_easy_cleanup(l->h);
-    }
+    kwb_kube_free(l->kube);
     cJSON_Delete(l->cur);
     if (l->lost_fd >= 0) {
         close(l->lost_fd);
@@ -877,8 +778,8 @@ int kwb_leader_start(const struct kwb_config *cfg, struct kwb_kube_auth *auth,
         rc = fail(errbuf, errsize, -errno, "eventfd: %s", strerror(errno));
         goto out;
     }
-    l->h = curl_easy_init();
-    if (!l->h) {
+    l->kube = kwb_kube_new(auth, NULL);
+    if (!l->kube) {
         rc = fail(errbuf, errsize, -ENOMEM, "curl_easy_init failed");
         goto out;
     }

@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -60,6 +61,11 @@ void kwb_batch_reset(struct kwb_batch *b)
     b->n_events = 0;
     b->applied = 0;
     b->next = b->prev = b->w_next = NULL;
+}
+
+size_t kwb_batch_bytes(const struct kwb_batch *b)
+{
+    return b->json_len + b->str_len + b->n_items * sizeof(struct kwb_item);
 }
 
 static int grow_buf(char **buf, size_t *cap, size_t need)
@@ -179,11 +185,14 @@ struct kwb_pipeline {
 
     pthread_mutex_t lock; /* guards q_head/q_tail, held, stopping, pool */
     pthread_cond_t wake;  /* pipeline thread: work arrived */
-    pthread_cond_t space; /* workers: room below queue_events */
+    pthread_cond_t space; /* workers: room below the queue bounds */
     struct kwb_batch *q_head, *q_tail;
     size_t held;            /* items queued or in flight */
+    size_t held_bytes;      /* their kwb_batch_bytes() */
     struct kwb_batch *pool; /* finished batches kept for reuse */
     size_t pool_len;
+    size_t pool_bytes;  /* their `touched` */
+    size_t pool_bigger; /* largest `touched` kept so far */
     int stopping;
     int64_t deadline_ms;
     int thread_started;
@@ -199,6 +208,7 @@ struct kwb_pipeline {
     int64_t last_ckpt_cost_ms; /* how long the last round of writes took */
     int unacked_at_stop;
     struct kwb_cmstate *cms; /* NULL: file backend */
+    int64_t last_handoff_ms; /* last batch taken from the queue */
 };
 
 static const char *item_str(const struct kwb_batch *b, uint32_t off)
@@ -320,18 +330,28 @@ fail:
     return NULL;
 }
 
+/* Would taking n items and `bytes` bytes exceed a queue bound? Called
+ * with p->lock held. Anything fits an empty pipeline. */
+static int over_bounds(const struct kwb_pipeline *p, size_t n, size_t bytes)
+{
+    return p->held > 0 && (p->held + n > p->cfg->queue_events ||
+                           p->held_bytes + bytes > p->cfg->queue_bytes);
+}
+
 int kwb_pipeline_push(struct kwb_pipeline *p, struct kwb_batch *b,
                       const atomic_int *stop)
 {
+    size_t bytes;
+
     if (b->n_items == 0) {
         kwb_batch_free(b);
         return 0;
     }
+    bytes = kwb_batch_bytes(b);
     pthread_mutex_lock(&p->lock);
     /* Backpressure: wait while the pipeline holds too much. A batch larger
-     * than the whole bound is still accepted when the pipeline is empty. */
-    while (p->held > 0 && p->held + b->n_items > p->cfg->queue_events &&
-           !(stop && atomic_load(stop))) {
+     * than a whole bound is still accepted when the pipeline is empty. */
+    while (over_bounds(p, b->n_items, bytes) && !(stop && atomic_load(stop))) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_nsec += 100 * 1000000L;
@@ -341,8 +361,7 @@ int kwb_pipeline_push(struct kwb_pipeline *p, struct kwb_batch *b,
         }
         pthread_cond_timedwait(&p->space, &p->lock, &ts);
     }
-    if (stop && atomic_load(stop) && p->held > 0 &&
-        p->held + b->n_items > p->cfg->queue_events) {
+    if (stop && atomic_load(stop) && over_bounds(p, b->n_items, bytes)) {
         pthread_mutex_unlock(&p->lock);
         kwb_batch_free(b);
         return -ECANCELED;
@@ -355,6 +374,7 @@ int kwb_pipeline_push(struct kwb_pipeline *p, struct kwb_batch *b,
     }
     p->q_tail = b;
     p->held += b->n_items;
+    p->held_bytes += bytes;
     atomic_store_explicit(&p->metrics->queue_events, (int64_t)p->held,
                           memory_order_relaxed);
     pthread_cond_signal(&p->wake);
@@ -407,6 +427,9 @@ static int take_queued(struct kwb_pipeline *p)
             }
         }
         n++;
+    }
+    if (n > 0) {
+        p->last_handoff_ms = kwb_now_ms();
     }
     return n;
 }
@@ -645,9 +668,12 @@ static int apply_item(struct pwatch *w, const struct kwb_item *it)
     return rc;
 }
 
-/* Recycled batches: about two per watch keep every worker supplied. */
-#define POOL_MAX(p) (2 * (p)->n_watches + 2)
-/* A batch that grew past this is freed, not kept. */
+/* Recycled batches: the pool keeps up to queue_bytes of them (by the
+ * bytes their buffers were filled with, i.e. about their resident
+ * memory) plus one per watch, which covers every batch in flight and
+ * each worker's batch in the making: in the steady state no batch is
+ * malloc'd or freed. A batch that grew past POOL_BATCH_BYTES (one huge
+ * object) is freed, not kept. */
 #define POOL_BATCH_BYTES (8u << 20)
 
 struct kwb_batch *kwb_pipeline_batch(struct kwb_pipeline *p, size_t watch)
@@ -659,6 +685,7 @@ struct kwb_batch *kwb_pipeline_batch(struct kwb_pipeline *p, size_t watch)
     if (b) {
         p->pool = b->next;
         p->pool_len--;
+        p->pool_bytes -= b->touched;
     }
     pthread_mutex_unlock(&p->lock);
     if (!b) {
@@ -671,7 +698,7 @@ struct kwb_batch *kwb_pipeline_batch(struct kwb_pipeline *p, size_t watch)
 
 static void release_batch(struct kwb_pipeline *p, struct kwb_batch *b)
 {
-    size_t n = b->n_items;
+    size_t n = b->n_items, bytes = kwb_batch_bytes(b);
     int keep;
 
     for (size_t s = 0; s < p->n_sinks; s++) {
@@ -690,15 +717,24 @@ static void release_batch(struct kwb_pipeline *p, struct kwb_batch *b)
     } else {
         p->if_tail = b->prev;
     }
+    if (b->touched < bytes) {
+        b->touched = bytes; /* measured like held_bytes: see the pool */
+    }
     pthread_mutex_lock(&p->lock);
-    keep = p->pool_len < POOL_MAX(p) &&
-           b->json_cap + b->str_cap <= POOL_BATCH_BYTES;
+    keep = b->json_cap + b->str_cap <= POOL_BATCH_BYTES;
+    if (keep && p->pool_bigger < b->touched) {
+        p->pool_bigger = b->touched;
+    }
+    keep = keep && p->pool_bytes + b->touched <=
+                       p->cfg->queue_bytes + p->n_watches * p->pool_bigger;
     if (keep) {
         b->next = p->pool;
         p->pool = b;
         p->pool_len++;
+        p->pool_bytes += b->touched;
     }
     p->held -= n;
+    p->held_bytes -= bytes;
     atomic_store_explicit(&p->metrics->queue_events, (int64_t)p->held,
                           memory_order_relaxed);
     pthread_cond_broadcast(&p->space);
@@ -706,6 +742,34 @@ static void release_batch(struct kwb_pipeline *p, struct kwb_batch *b)
     if (!keep) {
         kwb_batch_free(b);
     }
+}
+
+/* Once no batch came for KWB_POOL_IDLE_MS, give the pooled batches and
+ * the free memory of every malloc arena back to the system: an idle agent
+ * keeps only what it tracks. Returns batches freed. */
+static size_t pool_release_idle(struct kwb_pipeline *p, int64_t now)
+{
+    struct kwb_batch *b, *next;
+    size_t n;
+
+    if (now - p->last_handoff_ms < KWB_POOL_IDLE_MS) {
+        return 0;
+    }
+    pthread_mutex_lock(&p->lock);
+    b = p->pool;
+    n = p->pool_len;
+    p->pool = NULL;
+    p->pool_len = 0;
+    p->pool_bytes = 0;
+    pthread_mutex_unlock(&p->lock);
+    for (; b; b = next) {
+        next = b->next;
+        kwb_batch_free(b);
+    }
+    if (n > 0) {
+        malloc_trim(0);
+    }
+    return n;
 }
 
 /* Take the resume RV found in the head batch before it can go away. */
@@ -850,6 +914,7 @@ static void *pipeline_main(void *arg)
         stopping = p->stopping;
         pthread_mutex_unlock(&p->lock);
         write_checkpoints(p, 0);
+        pool_release_idle(p, now);
 
         if (stopping) {
             int queued;
@@ -932,6 +997,7 @@ int kwb_pipeline_start(struct kwb_pipeline *p)
                      s->ops->ready ? s->ops->ready(s->state) : 1);
     }
     p->last_ckpt_ms = kwb_now_ms();
+    p->last_handoff_ms = p->last_ckpt_ms;
     rc = pthread_create(&p->thread, NULL, pipeline_main, p);
     if (rc != 0) {
         return -rc;

@@ -237,7 +237,7 @@ static void log_failure(struct kwb_watch *w, const char *what,
              what, w->wc->resource, w->wc->group,
              w->wc->namespace_ ? "in namespace " : "in all namespaces",
              w->wc->namespace_ ? w->wc->namespace_ : "", r->errmsg);
-    } else if (r->status) {
+    } else if (r->status && r->status != 200) {
         wlog(w, KWB_LOG_WARN, "%s: HTTP %ld %s: %s", what, r->status, r->reason,
              r->errmsg[0] ? r->errmsg : "no message");
     } else {

@@ -147,7 +147,57 @@ class BadInput(TestCase):
             n += self.change("round%d" % i)
             self.wait_names(agent, ["round%d-a" % i, "round%d-b" % i])
         self.finish(agent, n)
-        self.assertLog(agent, "invalid watch event")
+        # Refused before parsing, naming what came instead of JSON.
+        self.assertLog(agent, "watch: GET /api/v1/pods?watch=1: unexpected "
+                       "Content-Type text/html (want application/json)",
+                       "unexpected Content-Type application/vnd.kubernetes."
+                       "protobuf;stream=watch")
+        self.assertNotIn("invalid watch event", agent.log())
+
+    def test_wrong_content_type_until_cleared(self):
+        """A proxy answers every watch with 200 text/html for a while:
+        each attempt is one log line naming the Content-Type and the path
+        (never the query), retried with backoff; once the proxy is gone
+        the watch resumes from the last event and every change made
+        meanwhile arrives exactly once, in the server's order."""
+        agent = self.start(watch_defaults={
+            "backoff": {"initial_seconds": 0.2, "max_seconds": 1.0}})
+
+        def changes(tag):
+            a, b = "%s-a" % tag, "%s-b" % tag
+            return [("ADDED", a), ("ADDED", b), ("MODIFIED", a),
+                    ("DELETED", b)]
+        expected = changes("pre")
+        n = self.change("pre")
+        agent.wait_events(n)
+        before = len(watch_reqs(self.api))
+        self.api.fail_next(1000, code=200, watch=True, path="/api/v1/pods",
+                           body=HTML, content_type="text/html")
+        self.api.drop_watches("between")
+        for i in range(3):
+            n += self.change("during%d" % i)
+            expected += changes("during%d" % i)
+        want = ("watch: GET /api/v1/pods?watch=1: unexpected Content-Type "
+                "text/html (want application/json)")
+        wait_for(lambda: agent.log().count(want) >= 4, 30,
+                 what="four refused watches")
+        refused = len(watch_reqs(self.api)) - before
+        self.assertEqual(len(agent.events()), 4, "nothing during the fault")
+        self.api.clear_faults()
+        n += self.change("post")
+        expected += changes("post")
+        events = self.finish(agent, n)
+        self.assertEqual([(e["type"], e["name"]) for e in events], expected)
+        rvs = [int(e["resourceVersion"]) for e in events]
+        self.assertEqual(rvs, sorted(set(rvs)), "in the server's order")
+        self.assertEqual({e["origin"] for e in events}, {"watch"},
+                         "resumed by watch, no relist")
+        # Backoff between attempts (0.2 s doubling to 1 s), not a loop.
+        self.assertLessEqual(refused, 12)
+        lines = [ln for ln in agent.log().splitlines() if want in ln]
+        for ln in lines:
+            for q in ("resourceVersion=", "timeoutSeconds", "allowWatch"):
+                self.assertNotIn(q, ln, "query in the log line: " + ln)
 
     def test_wrong_content_type_on_list(self):
         n = self.seed("pre")
@@ -160,7 +210,9 @@ class BadInput(TestCase):
         n += self.change("post")
         agent.wait_events(n)
         self.finish(agent, n)
-        self.assertLog(agent, "invalid list response")
+        self.assertLog(agent, "list: GET /api/v1/pods: unexpected Content-Type "
+                       "application/vnd.kubernetes.protobuf (want "
+                       "application/json)")
 
     def test_empty_200_list_body(self):
         n = self.seed("pre")
