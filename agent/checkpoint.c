@@ -95,23 +95,36 @@ static int wb_put(struct wbuf *w, const char *s, size_t n)
     return 0;
 }
 
+/* A field, '%', TAB and LF percent-encoded; plain runs in one copy. */
 static int wb_field(struct wbuf *w, const char *s)
 {
-    for (; *s; s++) {
-        const char *esc = NULL;
-        if (*s == '%') {
-            esc = "%25";
-        } else if (*s == '\t') {
-            esc = "%09";
-        } else if (*s == '\n') {
-            esc = "%0A";
-        }
-        int rc = esc ? wb_put(w, esc, 3) : wb_put(w, s, 1);
-        if (rc < 0) {
+    for (;;) {
+        size_t n = strcspn(s, "%\t\n");
+        const char *esc;
+        int rc;
+
+        if (n && (rc = wb_put(w, s, n)) < 0) {
             return rc;
         }
+        s += n;
+        switch (*s) {
+        case '\0':
+            return 0;
+        case '%':
+            esc = "%25";
+            break;
+        case '\t':
+            esc = "%09";
+            break;
+        default:
+            esc = "%0A";
+            break;
+        }
+        if ((rc = wb_put(w, esc, 3)) < 0) {
+            return rc;
+        }
+        s++;
     }
-    return 0;
 }
 
 struct visit {

@@ -65,8 +65,14 @@ static const char *fail(struct scan *s, const char *at, const char *msg)
     return NULL;
 }
 
-static inline const char *skip_ws(const char *p, const char *end)
+static inline __attribute__((always_inline)) const char *
+skip_ws(const char *p, const char *end)
 {
+    /* The API server writes compact JSON: usually nothing to skip, and
+     * every whitespace byte is <= ' '. */
+    if (__builtin_expect(p < end && (uint8_t)*p > ' ', 1)) {
+        return p;
+    }
     while (p < end && ws_tab[(uint8_t)*p]) {
         p++;
     }

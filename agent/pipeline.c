@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -62,13 +63,23 @@ void kwb_batch_reset(struct kwb_batch *b)
     b->next = b->prev = b->w_next = NULL;
 }
 
+size_t kwb_batch_bytes(const struct kwb_batch *b)
+{
+    return b->json_len + b->str_len + b->n_items * sizeof(struct kwb_item);
+}
+
+static void take_pooled(struct kwb_batch *b);
+
+/* Capacity for `need` bytes: doubling up to 1 MiB, then by a quarter (a
+ * batch is handed over at about 1 MiB: doubling would leave most of a
+ * second MiB unused in every batch). */
 static int grow_buf(char **buf, size_t *cap, size_t need)
 {
     size_t ncap = *cap ? *cap : 4096;
     char *n;
 
     while (ncap < need) {
-        ncap *= 2;
+        ncap += ncap < ((size_t)1 << 20) ? ncap : ncap / 4;
     }
     if (ncap == *cap) {
         return 0;
@@ -86,6 +97,9 @@ uint32_t kwb_batch_str(struct kwb_batch *b, const char *s, size_t len)
 {
     uint32_t off;
 
+    if (b->owner) {
+        take_pooled(b);
+    }
     if (b->str_len + len + 1 > UINT32_MAX - 1 ||
         grow_buf(&b->str, &b->str_cap, b->str_len + len + 1) < 0) {
         return KWB_NO_OFF;
@@ -99,6 +113,9 @@ uint32_t kwb_batch_str(struct kwb_batch *b, const char *s, size_t len)
 
 char *kwb_batch_json_reserve(struct kwb_batch *b, size_t n)
 {
+    if (b->owner) {
+        take_pooled(b);
+    }
     if (grow_buf(&b->json, &b->json_cap, b->json_len + n) < 0) {
         return NULL;
     }
@@ -109,6 +126,9 @@ struct kwb_item *kwb_batch_item(struct kwb_batch *b)
 {
     struct kwb_item *it;
 
+    if (b->owner) {
+        take_pooled(b);
+    }
     if (b->n_items == b->items_cap) {
         size_t ncap = b->items_cap ? b->items_cap * 2 : 64;
         struct kwb_item *n = realloc(b->items, ncap * sizeof(*n));
@@ -182,15 +202,20 @@ struct kwb_pipeline {
     const struct kwb_config *cfg;
     struct kwb_metrics *metrics;
 
-    /* guards q_head/q_tail, held, stopping, pool and the ck_* hand-off */
+    /* guards q_head/q_tail, held, stopping, pool, bare and the ck_*
+     * hand-off */
     pthread_mutex_t lock;
     pthread_cond_t wake;    /* pipeline thread: work or a checkpoint result */
-    pthread_cond_t space;   /* workers: room below queue_events */
+    pthread_cond_t space;   /* workers: room below the queue bounds */
     pthread_cond_t ck_wake; /* checkpoint writer: a round or quit */
     struct kwb_batch *q_head, *q_tail;
     size_t held;            /* items queued or in flight */
+    size_t held_bytes;      /* their kwb_batch_bytes() */
     struct kwb_batch *pool; /* finished batches kept for reuse */
+    struct kwb_batch *bare; /* pooled batches whose buffers were taken */
     size_t pool_len;
+    size_t pool_bytes;  /* their `touched` */
+    size_t pool_bigger; /* largest `touched` kept so far */
     int stopping;
     int64_t deadline_ms;
     int thread_started;
@@ -215,6 +240,7 @@ struct kwb_pipeline {
     int ck_inflight; /* a round was handed to it and not collected yet */
     int unacked_at_stop;
     struct kwb_cmstate *cms; /* NULL: file backend */
+    int64_t last_handoff_ms; /* last batch taken from the queue */
 };
 
 static const char *item_str(const struct kwb_batch *b, uint32_t off)
@@ -337,18 +363,28 @@ fail:
     return NULL;
 }
 
+/* Would taking n items and `bytes` bytes exceed a queue bound? Called
+ * with p->lock held. Anything fits an empty pipeline. */
+static int over_bounds(const struct kwb_pipeline *p, size_t n, size_t bytes)
+{
+    return p->held > 0 && (p->held + n > p->cfg->queue_events ||
+                           p->held_bytes + bytes > p->cfg->queue_bytes);
+}
+
 int kwb_pipeline_push(struct kwb_pipeline *p, struct kwb_batch *b,
                       const atomic_int *stop)
 {
+    size_t bytes;
+
     if (b->n_items == 0) {
         kwb_batch_free(b);
         return 0;
     }
+    bytes = kwb_batch_bytes(b);
     pthread_mutex_lock(&p->lock);
     /* Backpressure: wait while the pipeline holds too much. A batch larger
-     * than the whole bound is still accepted when the pipeline is empty. */
-    while (p->held > 0 && p->held + b->n_items > p->cfg->queue_events &&
-           !(stop && atomic_load(stop))) {
+     * than a whole bound is still accepted when the pipeline is empty. */
+    while (over_bounds(p, b->n_items, bytes) && !(stop && atomic_load(stop))) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_nsec += 100 * 1000000L;
@@ -358,8 +394,7 @@ int kwb_pipeline_push(struct kwb_pipeline *p, struct kwb_batch *b,
         }
         pthread_cond_timedwait(&p->space, &p->lock, &ts);
     }
-    if (stop && atomic_load(stop) && p->held > 0 &&
-        p->held + b->n_items > p->cfg->queue_events) {
+    if (stop && atomic_load(stop) && over_bounds(p, b->n_items, bytes)) {
         pthread_mutex_unlock(&p->lock);
         kwb_batch_free(b);
         return -ECANCELED;
@@ -372,6 +407,7 @@ int kwb_pipeline_push(struct kwb_pipeline *p, struct kwb_batch *b,
     }
     p->q_tail = b;
     p->held += b->n_items;
+    p->held_bytes += bytes;
     atomic_store_explicit(&p->metrics->queue_events, (int64_t)p->held,
                           memory_order_relaxed);
     pthread_cond_signal(&p->wake);
@@ -424,6 +460,9 @@ static int take_queued(struct kwb_pipeline *p)
             }
         }
         n++;
+    }
+    if (n > 0) {
+        p->last_handoff_ms = kwb_now_ms();
     }
     return n;
 }
@@ -662,9 +701,12 @@ static int apply_item(struct pwatch *w, const struct kwb_item *it)
     return rc;
 }
 
-/* Recycled batches: about two per watch keep every worker supplied. */
-#define POOL_MAX(p) (2 * (p)->n_watches + 2)
-/* A batch that grew past this is freed, not kept. */
+/* Recycled batches: the pool keeps up to queue_bytes of them (by the
+ * bytes their buffers were filled with, i.e. about their resident
+ * memory) plus one per watch, which covers every batch in flight and
+ * each worker's batch in the making: in the steady state no batch is
+ * malloc'd or freed. A batch that grew past POOL_BATCH_BYTES (one huge
+ * object) is freed, not kept. */
 #define POOL_BATCH_BYTES (8u << 20)
 
 struct kwb_batch *kwb_pipeline_batch(struct kwb_pipeline *p, size_t watch)
@@ -672,23 +714,61 @@ struct kwb_batch *kwb_pipeline_batch(struct kwb_pipeline *p, size_t watch)
     struct kwb_batch *b;
 
     pthread_mutex_lock(&p->lock);
-    b = p->pool;
+    b = p->bare;
     if (b) {
-        p->pool = b->next;
-        p->pool_len--;
+        p->bare = b->next;
     }
     pthread_mutex_unlock(&p->lock);
     if (!b) {
-        return kwb_batch_new(watch);
+        b = kwb_batch_new(watch);
+        if (!b) {
+            return NULL;
+        }
     }
     kwb_batch_reset(b);
     b->watch = watch;
+    b->owner = p;
     return b;
+}
+
+/* First need of room in a batch from kwb_pipeline_batch: move the buffers
+ * of a pooled batch into it; the emptied struct is kept for the next
+ * kwb_pipeline_batch. Without a pooled one, b grows its own. */
+static void take_pooled(struct kwb_batch *b)
+{
+    struct kwb_pipeline *p = b->owner;
+    struct kwb_batch *s;
+
+    b->owner = NULL;
+    if (b->json_cap || b->str_cap || b->items_cap) {
+        return;
+    }
+    pthread_mutex_lock(&p->lock);
+    s = p->pool;
+    if (s) {
+        p->pool = s->next;
+        p->pool_len--;
+        p->pool_bytes -= s->touched;
+        b->json = s->json;
+        b->json_cap = s->json_cap;
+        b->str = s->str;
+        b->str_cap = s->str_cap;
+        b->items = s->items;
+        b->items_cap = s->items_cap;
+        b->touched = s->touched;
+        s->json = s->str = NULL;
+        s->items = NULL;
+        s->json_cap = s->str_cap = s->items_cap = 0;
+        s->touched = 0;
+        s->next = p->bare;
+        p->bare = s;
+    }
+    pthread_mutex_unlock(&p->lock);
 }
 
 static void release_batch(struct kwb_pipeline *p, struct kwb_batch *b)
 {
-    size_t n = b->n_items;
+    size_t n = b->n_items, bytes = kwb_batch_bytes(b);
     int keep;
 
     for (size_t s = 0; s < p->n_sinks; s++) {
@@ -707,15 +787,24 @@ static void release_batch(struct kwb_pipeline *p, struct kwb_batch *b)
     } else {
         p->if_tail = b->prev;
     }
+    if (b->touched < bytes) {
+        b->touched = bytes; /* measured like held_bytes: see the pool */
+    }
     pthread_mutex_lock(&p->lock);
-    keep = p->pool_len < POOL_MAX(p) &&
-           b->json_cap + b->str_cap <= POOL_BATCH_BYTES;
+    keep = b->json_cap + b->str_cap <= POOL_BATCH_BYTES;
+    if (keep && p->pool_bigger < b->touched) {
+        p->pool_bigger = b->touched;
+    }
+    keep = keep && p->pool_bytes + b->touched <=
+                       p->cfg->queue_bytes + p->n_watches * p->pool_bigger;
     if (keep) {
         b->next = p->pool;
         p->pool = b;
         p->pool_len++;
+        p->pool_bytes += b->touched;
     }
     p->held -= n;
+    p->held_bytes -= bytes;
     atomic_store_explicit(&p->metrics->queue_events, (int64_t)p->held,
                           memory_order_relaxed);
     pthread_cond_broadcast(&p->space);
@@ -723,6 +812,40 @@ static void release_batch(struct kwb_pipeline *p, struct kwb_batch *b)
     if (!keep) {
         kwb_batch_free(b);
     }
+}
+
+/* Once no batch came for KWB_POOL_IDLE_MS, give the pooled batches and
+ * the free memory of every malloc arena back to the system: an idle agent
+ * keeps only what it tracks. Returns batches freed. */
+static size_t pool_release_idle(struct kwb_pipeline *p, int64_t now)
+{
+    struct kwb_batch *b, *bare, *next;
+    size_t n;
+
+    if (now - p->last_handoff_ms < KWB_POOL_IDLE_MS) {
+        return 0;
+    }
+    pthread_mutex_lock(&p->lock);
+    b = p->pool;
+    n = p->pool_len;
+    p->pool = NULL;
+    p->pool_len = 0;
+    p->pool_bytes = 0;
+    bare = p->bare;
+    p->bare = NULL;
+    pthread_mutex_unlock(&p->lock);
+    for (; b; b = next) {
+        next = b->next;
+        kwb_batch_free(b);
+    }
+    for (; bare; bare = next) {
+        next = bare->next;
+        kwb_batch_free(bare);
+    }
+    if (n > 0) {
+        malloc_trim(0);
+    }
+    return n;
 }
 
 /* Take the resume RV found in the head batch before it can go away. */
@@ -1018,6 +1141,7 @@ static void *pipeline_main(void *arg)
         stopping = p->stopping;
         pthread_mutex_unlock(&p->lock);
         write_checkpoints(p, 0);
+        pool_release_idle(p, now);
 
         if (stopping) {
             int queued;
@@ -1101,6 +1225,7 @@ int kwb_pipeline_start(struct kwb_pipeline *p)
                      s->ops->ready ? s->ops->ready(s->state) : 1);
     }
     p->last_ckpt_ms = kwb_now_ms();
+    p->last_handoff_ms = p->last_ckpt_ms;
     rc = pthread_create(&p->thread, NULL, pipeline_main, p);
     if (rc != 0) {
         return -rc;
@@ -1150,6 +1275,10 @@ void kwb_pipeline_free(struct kwb_pipeline *p)
         kwb_batch_free(b);
     }
     for (b = p->pool; b; b = next) {
+        next = b->next;
+        kwb_batch_free(b);
+    }
+    for (b = p->bare; b; b = next) {
         next = b->next;
         kwb_batch_free(b);
     }

@@ -62,6 +62,11 @@ struct kwb_batch {
     size_t n_items, items_cap;
     size_t n_events; /* items of kind EVENT */
     size_t applied;  /* items applied to the watch's checkpoint state */
+    size_t touched;  /* most bytes its buffers held so far (pool) */
+    /* From kwb_pipeline_batch: takes a pooled batch's buffers when it
+     * first needs any (then NULL), so an idle worker's empty batch holds
+     * none. */
+    struct kwb_pipeline *owner;
 };
 
 struct kwb_batch *kwb_batch_new(size_t watch);
@@ -106,10 +111,16 @@ void kwb_pipeline_set_cmstate(struct kwb_pipeline *p, struct kwb_cmstate *cs);
 /* Start the sinks' I/O and the pipeline thread. 0 or negative errno. */
 int kwb_pipeline_start(struct kwb_pipeline *p);
 
+/* Bytes a batch holds for the queue_bytes bound: its JSON, strings and
+ * items. */
+size_t kwb_batch_bytes(const struct kwb_batch *b);
+
 /*
  * Hand a batch over (ownership moves to the pipeline). Blocks while the
- * pipeline holds queue_events events or more (backpressure) unless
- * *stop becomes nonzero; returns 0, or -ECANCELED when stopped while
+ * pipeline holds queue_events events or queue_bytes bytes (see
+ * kwb_batch_bytes) or more (backpressure; a batch larger than a bound
+ * still passes when the pipeline holds nothing) unless *stop becomes
+ * nonzero; returns 0, or -ECANCELED when stopped while
  * waiting (the batch is then freed). Empty batches are freed at once.
  */
 int kwb_pipeline_push(struct kwb_pipeline *p, struct kwb_batch *b,
@@ -118,8 +129,13 @@ int kwb_pipeline_push(struct kwb_pipeline *p, struct kwb_batch *b,
 /*
  * An empty batch for watch `watch`, recycled from one the pipeline is done
  * with when possible (its buffers keep their memory: no page faults and
- * no mmap churn per batch). Any thread; NULL on -ENOMEM.
+ * no mmap churn per batch; they are taken when the batch first needs
+ * room, so an empty batch waiting for events holds none). The pool keeps up to
+ * queue_bytes of finished batches plus one per watch, enough for all that can
+ * be in flight, and is emptied (and malloc_trim'd) once no batch was handed
+ * over for KWB_POOL_IDLE_MS. Any thread; NULL on -ENOMEM.
  */
+#define KWB_POOL_IDLE_MS 1000
 struct kwb_batch *kwb_pipeline_batch(struct kwb_pipeline *p, size_t watch);
 
 /*

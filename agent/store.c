@@ -75,18 +75,12 @@ static uint64_t hash_bytes(const char *p, size_t n)
     return h ? h : 1;
 }
 
-/* Value of a lower-case hex digit, 0xff for any other byte. */
+/* 1 + the value of a lower-case hex digit; 0 for any other byte. */
 static const uint8_t hex_tab[256] = {
-    ['0'] = 0,  ['1'] = 1,  ['2'] = 2,  ['3'] = 3,  ['4'] = 4,  ['5'] = 5,
-    ['6'] = 6,  ['7'] = 7,  ['8'] = 8,  ['9'] = 9,  ['a'] = 10, ['b'] = 11,
-    ['c'] = 12, ['d'] = 13, ['e'] = 14, ['f'] = 15,
+    ['0'] = 1,  ['1'] = 2,  ['2'] = 3,  ['3'] = 4,  ['4'] = 5,  ['5'] = 6,
+    ['6'] = 7,  ['7'] = 8,  ['8'] = 9,  ['9'] = 10, ['a'] = 11, ['b'] = 12,
+    ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16,
 };
-
-/* hex_tab has 0 for both '0' and unlisted bytes: tell them apart. */
-static inline int hex_ok(unsigned char c)
-{
-    return (unsigned)(c - '0') < 10u || (unsigned)(c - 'a') < 6u;
-}
 
 /* Pack a canonical lower-case UUID into 16 bytes; 0 on success. Hot:
  * every event's uid passes here twice (live and committed store). */
@@ -103,10 +97,10 @@ static int uuid_pack(const char *uid, size_t len, unsigned char out[16])
         return -1;
     }
     for (int i = 0; i < 16; i++) {
-        unsigned char hi = u[pos[i]], lo = u[pos[i] + 1];
+        unsigned hi = hex_tab[u[pos[i]]], lo = hex_tab[u[pos[i] + 1]];
 
-        bad |= !hex_ok(hi) | !hex_ok(lo);
-        out[i] = (unsigned char)(hex_tab[hi] << 4 | hex_tab[lo]);
+        bad |= (hi == 0) | (lo == 0);
+        out[i] = (unsigned char)((hi - 1) << 4 | (lo - 1));
     }
     return bad ? -1 : 0;
 }
@@ -376,11 +370,18 @@ int kwb_store_put(struct kwb_store *s, const char *uid, const char *rv,
     make_key(uid, &k);
     i = find_slot(s, uid, k.len, k.packed, k.hash);
     old = s->slots[i].hash ? s->slots[i].rec : NULL;
-    if (old && strcmp(rec_rv(old), rv) == 0 &&
-        strcmp(rec_name(old), name) == 0 &&
+    if (old && strcmp(rec_name(old), name) == 0 &&
         strcmp(old->ns, namespace_ ? namespace_ : "") == 0) {
-        old->gen = s->gen;
-        return 0;
+        size_t rv_len = strlen(rv);
+
+        /* The common update: a new RV of the same length (RVs are counters
+         * of fixed width for long stretches). In place: no allocation per
+         * event in the steady state. */
+        if (rv_len == old->rv_len) {
+            memcpy(old->data + old->uid_len, rv, rv_len);
+            old->gen = s->gen;
+            return 0;
+        }
     }
     ns = intern_ns(s, namespace_ ? namespace_ : "");
     if (!ns) {

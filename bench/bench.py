@@ -11,7 +11,9 @@ Figures (see BENCHMARKS.md for the method):
   agent       end-to-end into the file sink (and Kafka mock if available):
               events/s and agent CPU seconds per 100k events
   latency     at a fixed 10k events/s: server write -> sink fdatasync done
-  memory      VmHWM idle with 10k tracked objects
+  memory      VmHWM idle with 10k tracked objects; VmRSS split into
+              anonymous and file-backed (smaps_rollup), beside the floor:
+              bench/rss_floor, the same libraries initialised and idle
   relist      relist + diff of 100k objects: time, CPU, peak RSS growth
   store       bytes per tracked object at 100k and 1M (bench_store)
   profile     perf record of the agent on the pods stream (if perf works)
@@ -39,6 +41,7 @@ SRC = os.path.dirname(HERE)
 TICK = os.sysconf("SC_CLK_TCK")
 TS_KEY = b'"bench.kwb/sent-ns":"'
 WATCH_LIST = ["off"]  # the agent's watch_defaults.watch_list
+AGENT_CONF = []  # --agent-conf: extra lines for the agent's config file
 
 
 def log(msg):
@@ -83,6 +86,46 @@ def status_kb(pid, key):
             if line.startswith(key + ":"):
                 return int(line.split()[1])
     return 0
+
+
+def rollup_kb(pid):
+    """VmRSS split from /proc/PID/smaps_rollup: rss, anon (Anonymous),
+    file (rss - anon: library and executable pages, shared ones counted in
+    full) and pss_file (the same, shared pages divided among sharers)."""
+    vals = {}
+    with open("/proc/%d/smaps_rollup" % pid) as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) == 3 and parts[2] == "kB":
+                vals[parts[0].rstrip(":")] = int(parts[1])
+    rss, anon = vals.get("Rss", 0), vals.get("Anonymous", 0)
+    return {"rss_kb": rss, "anon_kb": anon, "file_kb": rss - anon,
+            "pss_file_kb": vals.get("Pss_File", 0)}
+
+
+def rss_floor(build):
+    """bench/rss_floor: the agent's libraries initialised, idle. Its RSS is
+    the floor any agent built on them pays."""
+    exe = os.path.join(build, "bench", "rss_floor")
+    proc = subprocess.Popen([exe], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE)
+    try:
+        line = proc.stdout.readline().decode()
+        if not line.startswith("ready "):
+            raise RuntimeError("rss_floor did not start: %r" % line)
+        time.sleep(0.5)
+        out = rollup_kb(proc.pid)
+        out["vmhwm_kb"] = status_kb(proc.pid, "VmHWM")
+        out["threads"] = status_kb(proc.pid, "Threads")
+        out["libs"] = line.split("(", 1)[1].rstrip(")\n")
+    finally:
+        proc.stdin.close()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return out
 
 
 def machine():
@@ -153,6 +196,8 @@ class Agent:
             f.write("sinks = ( %s );\n" %
                     ", ".join("{ %s }" % s for s in sinks))
             f.write('metrics_address = "127.0.0.1:%d";\n' % self.metrics_port)
+            for line in AGENT_CONF:
+                f.write(line + "\n")
         e = dict(os.environ)
         e.update(env or {})
         if preload:
@@ -478,13 +523,22 @@ def bench_memory(a, res):
         out = {"objects": 10000, "vmhwm_kb": status_kb(ag.pid, "VmHWM"),
                "vmrss_kb": status_kb(ag.pid, "VmRSS"),
                "threads": status_kb(ag.pid, "Threads")}
+        out.update(rollup_kb(ag.pid))
     finally:
         if ag:
             ag.stop()
         sd.stop()
     shutil.rmtree(d, ignore_errors=True)
+    out["floor"] = rss_floor(a.build)
+    fl = out["floor"]
     log("memory idle, 10k pods tracked (listed, emitted): VmHWM %d kB, "
-        "VmRSS %d kB" % (out["vmhwm_kb"], out["vmrss_kb"]))
+        "VmRSS %d kB = %d kB anonymous + %d kB file-backed (Pss_File %d kB)"
+        % (out["vmhwm_kb"], out["vmrss_kb"], out["anon_kb"], out["file_kb"],
+           out["pss_file_kb"]))
+    log("memory floor (bench/rss_floor: the same libraries initialised, "
+        "idle): VmRSS %d kB = %d kB anonymous + %d kB file-backed "
+        "(Pss_File %d kB)" % (fl["rss_kb"], fl["anon_kb"], fl["file_kb"],
+                              fl["pss_file_kb"]))
     res["memory"] = out
 
 
@@ -633,6 +687,20 @@ def table(res):
                     "%s)" % (mm["vmhwm_kb"] / 1024.0,
                              "met" if mm["vmhwm_kb"] <= 10240 else
                              "NOT met"))
+        if "anon_kb" in mm:
+            rows.append("  idle VmRSS %.1f MB = %.1f MB anonymous + %.1f MB "
+                        "file-backed (Pss_File %.1f MB)" %
+                        (mm["rss_kb"] / 1024.0, mm["anon_kb"] / 1024.0,
+                         mm["file_kb"] / 1024.0, mm["pss_file_kb"] / 1024.0))
+        if "floor" in mm:
+            fl = mm["floor"]
+            rows.append("  floor, same libraries initialised and idle "
+                        "(bench/rss_floor): VmRSS %.1f MB = %.1f MB "
+                        "anonymous + %.1f MB file-backed; agent above it: "
+                        "%.1f MB" %
+                        (fl["rss_kb"] / 1024.0, fl["anon_kb"] / 1024.0,
+                         fl["file_kb"] / 1024.0,
+                         (mm["rss_kb"] - fl["rss_kb"]) / 1024.0))
     if "store" in res:
         for r in res["store"]:
             if r["figure"] == "store_bytes":
@@ -672,12 +740,16 @@ def main():
     ap.add_argument("--agent-env", action="append", default=[],
                     help="KEY=VALUE for the agent's environment (experiments,"
                     " e.g. GLIBC_TUNABLES=...)")
+    ap.add_argument("--agent-conf", action="append", default=[],
+                    help="a line for the agent's config file (experiments,"
+                    " e.g. 'pipeline = { queue_bytes = 4194304; };')")
     ap.add_argument("--watch-list", default="off",
                     choices=("off", "on", "auto"),
                     help="the agent's initial sync: paginated LIST (off) or "
                     "streaming list (sendInitialEvents)")
     a = ap.parse_args()
     WATCH_LIST[0] = a.watch_list
+    AGENT_CONF.extend(a.agent_conf)
     a.reps = a.reps or (1 if a.quick else 3)
     a.tmp = a.tmp or tempfile.mkdtemp(prefix="kwb-bench-")
     os.makedirs(a.tmp, exist_ok=True)

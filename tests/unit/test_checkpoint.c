@@ -57,9 +57,9 @@ int main(void)
     CHECK(mkdtemp(dir) != NULL);
     kwb_store_put(s, "0b5c3c7e-8f00-4a8e-9d2a-6f1f2c3d4e5f", "100", "web-0",
                   "default");
-    kwb_store_put(s, "odd\tuid%", "5\n6", "name", "");
-    CHECK_EQ_INT(kwb_checkpoint_write(dir, "apps/v1/deployments@prod", "777",
-                                      s, err, sizeof(err)),
+    kwb_store_put(s, "odd\tuid%", "5\n6", "%n%%a\tm\ne\n%", "");
+    CHECK_EQ_INT(kwb_checkpoint_write(dir, "apps/v1/deployments@prod", "777", s,
+                                      err, sizeof(err)),
                  0);
     CHECK_EQ_INT(kwb_checkpoint_path(dir, "apps/v1/deployments@prod", path,
                                      sizeof(path)),
@@ -68,13 +68,17 @@ int main(void)
     CHECK_EQ_INT(stat(path, &st), 0);
     CHECK_EQ_INT(st.st_mode & 0777, 0600);
 
-    CHECK_EQ_INT(kwb_checkpoint_read(dir, "apps/v1/deployments@prod", &rv,
-                                     &got, err, sizeof(err)),
+    CHECK_EQ_INT(kwb_checkpoint_read(dir, "apps/v1/deployments@prod", &rv, &got,
+                                     err, sizeof(err)),
                  0);
     CHECK_EQ_STR(rv, "777");
     CHECK(got && kwb_store_count(got) == 2);
     if (got) {
+        struct kwb_store_entry e;
+
         CHECK_EQ_STR(kwb_store_get_rv(got, "odd\tuid%"), "5\n6");
+        CHECK_EQ_INT(kwb_store_lookup(got, "odd\tuid%", &e), 0);
+        CHECK_EQ_STR(e.name, "%n%%a\tm\ne\n%");
         CHECK_EQ_STR(
             kwb_store_get_rv(got, "0b5c3c7e-8f00-4a8e-9d2a-6f1f2c3d4e5f"),
             "100");
@@ -83,12 +87,11 @@ int main(void)
     kwb_store_free(got);
 
     /* Missing file. */
-    CHECK_EQ_INT(kwb_checkpoint_read(dir, "v1/pods", &rv, &got, err,
-                                     sizeof(err)),
-                 -ENOENT);
+    CHECK_EQ_INT(
+        kwb_checkpoint_read(dir, "v1/pods", &rv, &got, err, sizeof(err)),
+        -ENOENT);
     /* Another watch's file under this name. */
-    CHECK_EQ_INT(kwb_checkpoint_write(dir, "v1/pods", "1", s, err,
-                                      sizeof(err)),
+    CHECK_EQ_INT(kwb_checkpoint_write(dir, "v1/pods", "1", s, err, sizeof(err)),
                  0);
 
     len = read_file(path, &data);
@@ -97,8 +100,8 @@ int main(void)
     int all = 1;
     for (size_t cut = 0; cut < len; cut++) {
         write_file(path, data, cut);
-        int rc = kwb_checkpoint_read(dir, "apps/v1/deployments@prod", &rv,
-                                     &got, err, sizeof(err));
+        int rc = kwb_checkpoint_read(dir, "apps/v1/deployments@prod", &rv, &got,
+                                     err, sizeof(err));
         all &= rc == -EBADMSG && rv == NULL && got == NULL;
     }
     CHECK(all);
@@ -107,8 +110,8 @@ int main(void)
     for (size_t i = 0; i < len; i++) {
         data[i] ^= 0x20;
         write_file(path, data, len);
-        int rc = kwb_checkpoint_read(dir, "apps/v1/deployments@prod", &rv,
-                                     &got, err, sizeof(err));
+        int rc = kwb_checkpoint_read(dir, "apps/v1/deployments@prod", &rv, &got,
+                                     err, sizeof(err));
         all &= rc == -EBADMSG;
         data[i] ^= 0x20;
     }
@@ -116,8 +119,8 @@ int main(void)
     CHECK(strstr(err, path) != NULL);
     /* Restored bytes read fine again. */
     write_file(path, data, len);
-    CHECK_EQ_INT(kwb_checkpoint_read(dir, "apps/v1/deployments@prod", &rv,
-                                     &got, err, sizeof(err)),
+    CHECK_EQ_INT(kwb_checkpoint_read(dir, "apps/v1/deployments@prod", &rv, &got,
+                                     err, sizeof(err)),
                  0);
     free(rv);
     kwb_store_free(got);

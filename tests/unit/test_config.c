@@ -150,6 +150,12 @@ static const struct bad bad_configs[] = {
      ":4: 'watch_defaults.list_page_size' must be at least 1"},
     {CLUSTER WATCHES SINKS "pipeline = { queue_events = -5; };\n",
      ":4: 'pipeline.queue_events' must be at least 1"},
+    {CLUSTER WATCHES SINKS "pipeline = { queue_bytes = 4096; };\n",
+     ":4: 'pipeline.queue_bytes' must be at least 65536"},
+    {CLUSTER WATCHES SINKS "pipeline = { queue_bytes = 2147483648L; };\n",
+     ":4: 'pipeline.queue_bytes' must be at most 1073741824"},
+    {CLUSTER WATCHES SINKS "pipeline = { queue_bytes = \"16M\"; };\n",
+     ":4: 'pipeline.queue_bytes' must be an integer"},
     {CLUSTER WATCHES SINKS
      "watch_defaults = { backoff = { initial_seconds = 0; }; };\n",
      ":4: 'watch_defaults.backoff.initial_seconds' must be greater than 0"},
@@ -348,6 +354,7 @@ static void test_defaults(void)
     CHECK_EQ_INT(cfg.max_event_bytes, 16 * 1024 * 1024);
     CHECK_EQ_INT(cfg.trim_managed_fields, 0);
     CHECK_EQ_INT(cfg.queue_events, 8192);
+    CHECK_EQ_INT(cfg.queue_bytes, 4 * 1024 * 1024);
     CHECK_EQ_INT(cfg.shutdown_timeout_ms, 25000);
     CHECK_DBL(cfg.sink_retry_initial_s, 1.0);
     CHECK_DBL(cfg.sink_retry_max_s, 60.0);
@@ -418,8 +425,9 @@ static const char full_text[] =
     "  backoff = { initial_seconds = 1; factor = 1.5; jitter = 0;\n"
     "    max_seconds = 10; reset_seconds = 60.5; };\n"
     "};\n"
-    "pipeline = { queue_events = 16; shutdown_timeout_ms = 0;\n"
-    "  retry_initial_seconds = 0.25; retry_max_seconds = 2; };\n"
+    "pipeline = { queue_events = 16; queue_bytes = 131072;\n"
+    "  shutdown_timeout_ms = 0; retry_initial_seconds = 0.25;"
+    " retry_max_seconds = 2; };\n"
     "redaction = { hash_key_file = \"/etc/kwb/hash.key\"; };\n"
     "leader_election = { enabled = true; name = \"kwb-lock\";\n"
     "  identity = \"pod-a\"; lease_duration_seconds = 30;\n"
@@ -502,6 +510,7 @@ static void test_full(void)
     CHECK_DBL(cfg.backoff_max_s, 10.0);
     CHECK_DBL(cfg.backoff_reset_s, 60.5);
     CHECK_EQ_INT(cfg.queue_events, 16);
+    CHECK_EQ_INT(cfg.queue_bytes, 131072);
     CHECK_EQ_INT(cfg.shutdown_timeout_ms, 0);
     CHECK_DBL(cfg.sink_retry_initial_s, 0.25);
     CHECK_DBL(cfg.sink_retry_max_s, 2.0);
@@ -555,7 +564,8 @@ static void test_numbers(void)
                    "}; };\n"
                    "# 99999999999 in a comment\n"
                    "redaction = { hash_key_file = \"/k/77777777777\"; };\n"
-                   "pipeline = { queue_events = 100L; };\n"
+                   "pipeline = { queue_events = 100L; queue_bytes = "
+                   "33554432L; };\n"
                    "metrics_address = \":9100\";\n");
 
     CHECK_EQ_INT(kwb_config_load(&cfg, path, err, sizeof(err)), 0);
@@ -565,6 +575,7 @@ static void test_numbers(void)
     CHECK_DBL(cfg.backoff_reset_s, 150.0);
     CHECK_DBL(cfg.backoff_initial_s, 0.2);
     CHECK_EQ_INT(cfg.queue_events, 100);
+    CHECK_EQ_INT(cfg.queue_bytes, 33554432);
     CHECK_EQ_STR(cfg.metrics_host, "");
     CHECK_EQ_INT(cfg.metrics_port, 9100);
     kwb_config_free(&cfg);

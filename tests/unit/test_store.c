@@ -80,6 +80,24 @@ static void test_basic(void)
             CHECK_EQ_INT(kwb_store_del(s, odd[i]), 1);
         }
     }
+    /* Update in place (same RV length), then a rename with an RV of the
+     * same length: the name must change too. */
+    CHECK_EQ_INT(kwb_store_put(s, "0b5c3c7e-8f00-4a8e-9d2a-6f1f2c3d4e5f", "101",
+                               "web-0", "default"),
+                 0);
+    CHECK_EQ_STR(kwb_store_get_rv(s, "0b5c3c7e-8f00-4a8e-9d2a-6f1f2c3d4e5f"),
+                 "101");
+    CHECK_EQ_INT(kwb_store_put(s, "0b5c3c7e-8f00-4a8e-9d2a-6f1f2c3d4e5f", "102",
+                               "web-1", "other"),
+                 0);
+    CHECK_EQ_INT(
+        kwb_store_lookup(s, "0b5c3c7e-8f00-4a8e-9d2a-6f1f2c3d4e5f", &e), 0);
+    CHECK_EQ_STR(e.rv, "102");
+    CHECK_EQ_STR(e.name, "web-1");
+    CHECK_EQ_STR(e.namespace_, "other");
+    CHECK_EQ_INT(kwb_store_put(s, "0b5c3c7e-8f00-4a8e-9d2a-6f1f2c3d4e5f", "100",
+                               "web-0", "default"),
+                 0);
     /* Update: RVs are opaque strings of any length. */
     CHECK_EQ_INT(kwb_store_put(s, "custom-uid", "1234567890123", "n", ""), 0);
     CHECK_EQ_STR(kwb_store_get_rv(s, "custom-uid"), "1234567890123");
