@@ -8,8 +8,10 @@
  *
  * Thread: kwb_pipeline_push/kwb_batch_* run on watch workers; everything
  * else of the pipeline runs on its own thread, started by
- * kwb_pipeline_start. Locks: pipeline->lock guards the hand-off queue and
- * the in-flight event count only; never held across I/O.
+ * kwb_pipeline_start, which writes checkpoints through a writer thread of
+ * its own (so a checkpoint never holds up events). Locks: pipeline->lock
+ * guards the hand-off queue, the in-flight event count and the hand-off
+ * to the checkpoint writer only; never held across I/O.
  */
 #ifndef KWB_PIPELINE_H
 #define KWB_PIPELINE_H
