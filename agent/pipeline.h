@@ -39,6 +39,7 @@ struct kwb_item {
     uint8_t type;            /* enum kwb_ev_type */
     uint8_t origin;          /* enum kwb_origin */
     uint8_t pending;         /* sinks that have not acked yet (pipeline) */
+    uint32_t acked;          /* bit s: sink s acknowledged it (pipeline) */
     struct kwb_batch *batch; /* back pointer, set at hand-off */
 };
 
@@ -61,6 +62,7 @@ struct kwb_batch {
     size_t n_events; /* items of kind EVENT */
     size_t applied;  /* items applied to the watch's checkpoint state */
     size_t touched;  /* most bytes its buffers held so far (pool) */
+    uint64_t seq;    /* hand-off order (pipeline) */
 };
 
 struct kwb_batch *kwb_batch_new(size_t watch);
