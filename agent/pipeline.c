@@ -68,13 +68,18 @@ size_t kwb_batch_bytes(const struct kwb_batch *b)
     return b->json_len + b->str_len + b->n_items * sizeof(struct kwb_item);
 }
 
+static void take_pooled(struct kwb_batch *b);
+
+/* Capacity for `need` bytes: doubling up to 1 MiB, then by a quarter (a
+ * batch is handed over at about 1 MiB: doubling would leave most of a
+ * second MiB unused in every batch). */
 static int grow_buf(char **buf, size_t *cap, size_t need)
 {
     size_t ncap = *cap ? *cap : 4096;
     char *n;
 
     while (ncap < need) {
-        ncap *= 2;
+        ncap += ncap < ((size_t)1 << 20) ? ncap : ncap / 4;
     }
     if (ncap == *cap) {
         return 0;
@@ -92,6 +97,9 @@ uint32_t kwb_batch_str(struct kwb_batch *b, const char *s, size_t len)
 {
     uint32_t off;
 
+    if (b->owner) {
+        take_pooled(b);
+    }
     if (b->str_len + len + 1 > UINT32_MAX - 1 ||
         grow_buf(&b->str, &b->str_cap, b->str_len + len + 1) < 0) {
         return KWB_NO_OFF;
@@ -105,6 +113,9 @@ uint32_t kwb_batch_str(struct kwb_batch *b, const char *s, size_t len)
 
 char *kwb_batch_json_reserve(struct kwb_batch *b, size_t n)
 {
+    if (b->owner) {
+        take_pooled(b);
+    }
     if (grow_buf(&b->json, &b->json_cap, b->json_len + n) < 0) {
         return NULL;
     }
@@ -115,6 +126,9 @@ struct kwb_item *kwb_batch_item(struct kwb_batch *b)
 {
     struct kwb_item *it;
 
+    if (b->owner) {
+        take_pooled(b);
+    }
     if (b->n_items == b->items_cap) {
         size_t ncap = b->items_cap ? b->items_cap * 2 : 64;
         struct kwb_item *n = realloc(b->items, ncap * sizeof(*n));
@@ -174,20 +188,29 @@ struct pwatch {
     const char *next_rv; /* newer resume RV inside the head batch */
     int dirty;
     int64_t unckpt_events;
+    /* In the checkpoint writer's round: the store and resume_rv are the
+     * writer's to read, so acks are not applied to them meanwhile. */
+    int ckpt_busy;
+    int ckpt_rc; /* the writer's result for this watch */
+    char ckpt_err[512];
 };
 
 struct kwb_pipeline {
     const struct kwb_config *cfg;
     struct kwb_metrics *metrics;
 
-    pthread_mutex_t lock; /* guards q_head/q_tail, held, stopping, pool */
-    pthread_cond_t wake;  /* pipeline thread: work arrived */
-    pthread_cond_t space; /* workers: room below the queue bounds */
+    /* guards q_head/q_tail, held, stopping, pool, bare and the ck_*
+     * hand-off */
+    pthread_mutex_t lock;
+    pthread_cond_t wake;    /* pipeline thread: work or a checkpoint result */
+    pthread_cond_t space;   /* workers: room below the queue bounds */
+    pthread_cond_t ck_wake; /* checkpoint writer: a round or quit */
     struct kwb_batch *q_head, *q_tail;
     uint64_t seq;           /* of the last batch taken in flight */
     size_t held;            /* items queued or in flight */
     size_t held_bytes;      /* their kwb_batch_bytes() */
     struct kwb_batch *pool; /* finished batches kept for reuse */
+    struct kwb_batch *bare; /* pooled batches whose buffers were taken */
     size_t pool_len;
     size_t pool_bytes;  /* their `touched` */
     size_t pool_bigger; /* largest `touched` kept so far */
@@ -195,6 +218,10 @@ struct kwb_pipeline {
     int64_t deadline_ms;
     int thread_started;
     pthread_t thread;
+    int ck_request;     /* a round is waiting for the writer */
+    int ck_done;        /* the writer finished a round */
+    int ck_quit;        /* the writer ends after any requested round */
+    int64_t ck_cost_ms; /* the writer's last_ckpt_cost_ms */
 
     /* pipeline thread only */
     struct kwb_batch *if_head, *if_tail;
@@ -203,7 +230,12 @@ struct kwb_pipeline {
     struct pwatch *watches;
     size_t n_watches;
     int64_t last_ckpt_ms;
-    int64_t last_ckpt_cost_ms; /* how long the last round of writes took */
+    /* How long the last round's successful writes took: the cost of
+     * writing the sets, not the wait for a hung or failing backend. */
+    int64_t last_ckpt_cost_ms;
+    pthread_t ck_thread;
+    int ck_started;  /* the checkpoint writer runs */
+    int ck_inflight; /* a round was handed to it and not collected yet */
     int unacked_at_stop;
     struct kwb_cmstate *cms; /* NULL: file backend */
     int64_t last_handoff_ms; /* last batch taken from the queue */
@@ -258,6 +290,7 @@ struct kwb_pipeline *kwb_pipeline_new(const struct kwb_config *cfg,
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->wake, NULL);
     pthread_cond_init(&p->space, NULL);
+    pthread_cond_init(&p->ck_wake, NULL);
     p->n_sinks = cfg->n_sinks;
     p->n_watches = cfg->n_watches;
     p->sinks = calloc(p->n_sinks ? p->n_sinks : 1, sizeof(*p->sinks));
@@ -696,19 +729,56 @@ struct kwb_batch *kwb_pipeline_batch(struct kwb_pipeline *p, size_t watch)
     struct kwb_batch *b;
 
     pthread_mutex_lock(&p->lock);
-    b = p->pool;
+    b = p->bare;
     if (b) {
-        p->pool = b->next;
-        p->pool_len--;
-        p->pool_bytes -= b->touched;
+        p->bare = b->next;
     }
     pthread_mutex_unlock(&p->lock);
     if (!b) {
-        return kwb_batch_new(watch);
+        b = kwb_batch_new(watch);
+        if (!b) {
+            return NULL;
+        }
     }
     kwb_batch_reset(b);
     b->watch = watch;
+    b->owner = p;
     return b;
+}
+
+/* First need of room in a batch from kwb_pipeline_batch: move the buffers
+ * of a pooled batch into it; the emptied struct is kept for the next
+ * kwb_pipeline_batch. Without a pooled one, b grows its own. */
+static void take_pooled(struct kwb_batch *b)
+{
+    struct kwb_pipeline *p = b->owner;
+    struct kwb_batch *s;
+
+    b->owner = NULL;
+    if (b->json_cap || b->str_cap || b->items_cap) {
+        return;
+    }
+    pthread_mutex_lock(&p->lock);
+    s = p->pool;
+    if (s) {
+        p->pool = s->next;
+        p->pool_len--;
+        p->pool_bytes -= s->touched;
+        b->json = s->json;
+        b->json_cap = s->json_cap;
+        b->str = s->str;
+        b->str_cap = s->str_cap;
+        b->items = s->items;
+        b->items_cap = s->items_cap;
+        b->touched = s->touched;
+        s->json = s->str = NULL;
+        s->items = NULL;
+        s->json_cap = s->str_cap = s->items_cap = 0;
+        s->touched = 0;
+        s->next = p->bare;
+        p->bare = s;
+    }
+    pthread_mutex_unlock(&p->lock);
 }
 
 static void release_batch(struct kwb_pipeline *p, struct kwb_batch *b)
@@ -764,7 +834,7 @@ static void release_batch(struct kwb_pipeline *p, struct kwb_batch *b)
  * keeps only what it tracks. Returns batches freed. */
 static size_t pool_release_idle(struct kwb_pipeline *p, int64_t now)
 {
-    struct kwb_batch *b, *next;
+    struct kwb_batch *b, *bare, *next;
     size_t n;
 
     if (now - p->last_handoff_ms < KWB_POOL_IDLE_MS) {
@@ -776,10 +846,16 @@ static size_t pool_release_idle(struct kwb_pipeline *p, int64_t now)
     p->pool = NULL;
     p->pool_len = 0;
     p->pool_bytes = 0;
+    bare = p->bare;
+    p->bare = NULL;
     pthread_mutex_unlock(&p->lock);
     for (; b; b = next) {
         next = b->next;
         kwb_batch_free(b);
+    }
+    for (; bare; bare = next) {
+        next = bare->next;
+        kwb_batch_free(bare);
     }
     if (n > 0) {
         malloc_trim(0);
@@ -811,6 +887,9 @@ static void advance_watch(struct kwb_pipeline *p, size_t wi)
 {
     struct pwatch *w = &p->watches[wi];
 
+    if (w->ckpt_busy) {
+        return; /* the checkpoint writer is reading the store */
+    }
     while (w->head) {
         struct kwb_batch *b = w->head;
         while (b->applied < b->n_items && b->items[b->applied].pending == 0) {
@@ -848,10 +927,143 @@ static void item_acked(struct kwb_pipeline *p, struct kwb_item *it)
     }
 }
 
+/* ---- checkpoints ------------------------------------------------------ */
+
+/* Write watch i's checkpoint. The caller has w->committed and w->resume_rv
+ * to itself: the pipeline thread, or the writer while the watch is busy. */
+static int write_one(struct kwb_pipeline *p, size_t i, char *err,
+                     size_t errsize)
+{
+    struct pwatch *w = &p->watches[i];
+    const char *id = p->cfg->watches[i].id;
+
+    return p->cms ? kwb_cmstate_write(p->cms, id, w->resume_rv, w->committed,
+                                      err, errsize)
+                  : kwb_checkpoint_write(p->cfg->state_dir, id, w->resume_rv,
+                                         w->committed, err, errsize);
+}
+
+/* Pipeline thread: the outcome of watch i's write. */
+static void write_done(struct kwb_pipeline *p, size_t i, int rc,
+                       const char *err)
+{
+    if (rc == -EAGAIN) {
+        return; /* configmap backend backing off: stays dirty */
+    }
+    if (rc < 0) {
+        const char *kv[] = {"watch", p->cfg->watches[i].id, NULL};
+        kwb_log_kv(KWB_LOG_ERROR, "checkpoint", kv,
+                   "cannot write checkpoint: %s", err);
+        return;
+    }
+    p->watches[i].dirty = 0;
+}
+
+/*
+ * The checkpoint writer. Serializing, writing and fsyncing a watch's
+ * known objects takes milliseconds (10k objects) to seconds (1M); on the
+ * pipeline thread that held up every event arriving meanwhile: at 10k
+ * events/s a third of the slowest 1 % sat on the once-a-second checkpoint
+ * (BENCHMARKS.md, Latency). Here it runs beside the pipeline [R bio.c]:
+ * the watches of a round are marked busy, and the pipeline applies no acks
+ * to their stores and moves no resume RV until the round is done, so the
+ * writer reads them as they were, without a copy. Sinks keep delivering
+ * meanwhile; the acked batches wait in the watch FIFO (and count against
+ * queue_events) until the round ends.
+ * Thread: its own; reads only busy watches, talks to the pipeline thread
+ * through ck_* under p->lock.
+ */
+static void *ckpt_main(void *arg)
+{
+    struct kwb_pipeline *p = arg;
+
+    pthread_mutex_lock(&p->lock);
+    for (;;) {
+        while (!p->ck_request && !p->ck_quit) {
+            pthread_cond_wait(&p->ck_wake, &p->lock);
+        }
+        if (!p->ck_request) {
+            break;
+        }
+        p->ck_request = 0;
+        pthread_mutex_unlock(&p->lock);
+
+        int64_t cost = 0;
+        for (size_t i = 0; i < p->n_watches; i++) {
+            struct pwatch *w = &p->watches[i];
+            if (w->ckpt_busy) {
+                int64_t t0 = kwb_now_ms();
+                w->ckpt_err[0] = '\0';
+                w->ckpt_rc = write_one(p, i, w->ckpt_err, sizeof(w->ckpt_err));
+                if (w->ckpt_rc == 0) {
+                    cost += kwb_now_ms() - t0;
+                }
+            }
+        }
+
+        pthread_mutex_lock(&p->lock);
+        p->ck_cost_ms = cost;
+        p->ck_done = 1;
+        pthread_cond_signal(&p->wake);
+    }
+    pthread_mutex_unlock(&p->lock);
+    return NULL;
+}
+
+/* Pipeline thread: take the results of a finished round. */
+static void ckpt_collect(struct kwb_pipeline *p)
+{
+    int done;
+    int64_t cost;
+
+    if (!p->ck_inflight) {
+        return;
+    }
+    pthread_mutex_lock(&p->lock);
+    done = p->ck_done;
+    p->ck_done = 0;
+    cost = p->ck_cost_ms;
+    pthread_mutex_unlock(&p->lock);
+    if (!done) {
+        return;
+    }
+    p->ck_inflight = 0;
+    p->last_ckpt_cost_ms = cost;
+    for (size_t i = 0; i < p->n_watches; i++) {
+        struct pwatch *w = &p->watches[i];
+        if (w->ckpt_busy) {
+            w->ckpt_busy = 0;
+            write_done(p, i, w->ckpt_rc, w->ckpt_err);
+        }
+    }
+}
+
+/* Pipeline thread: let the writer finish its round and end it. */
+static void ckpt_stop(struct kwb_pipeline *p)
+{
+    if (!p->ck_started) {
+        return;
+    }
+    pthread_mutex_lock(&p->lock);
+    p->ck_quit = 1;
+    pthread_cond_signal(&p->ck_wake);
+    pthread_mutex_unlock(&p->lock);
+    pthread_join(p->ck_thread, NULL);
+    p->ck_started = 0;
+    ckpt_collect(p);
+}
+
+/* Once per loop turn [R beforeSleep]: start a round when one is due. With
+ * the writer running the round is handed to it; `force` (the final
+ * checkpoint, after ckpt_stop) or no writer: written here. */
 static void write_checkpoints(struct kwb_pipeline *p, int force)
 {
     int64_t now = kwb_now_ms();
+    int any = 0;
 
+    if (p->ck_inflight) {
+        return;
+    }
     /* Large known-object sets make a checkpoint expensive (1M objects
      * are ~100 MB): never spend more than ~5 % of the time writing them,
      * whatever the configured interval. */
@@ -863,30 +1075,37 @@ static void write_checkpoints(struct kwb_pipeline *p, int force)
         return;
     }
     p->last_ckpt_ms = now;
+    if (p->ck_started && !force) {
+        for (size_t i = 0; i < p->n_watches; i++) {
+            struct pwatch *w = &p->watches[i];
+            if (w->dirty && w->resume_rv) {
+                w->ckpt_busy = 1;
+                any = 1;
+            }
+        }
+        if (any) {
+            pthread_mutex_lock(&p->lock);
+            p->ck_request = 1;
+            pthread_cond_signal(&p->ck_wake);
+            pthread_mutex_unlock(&p->lock);
+            p->ck_inflight = 1;
+        }
+        return;
+    }
+    p->last_ckpt_cost_ms = 0;
     for (size_t i = 0; i < p->n_watches; i++) {
         struct pwatch *w = &p->watches[i];
-        char err[512];
+        char err[512] = "";
         if (!w->dirty || !w->resume_rv) {
             continue;
         }
-        const char *id = p->cfg->watches[i].id;
-        int rc = p->cms
-                     ? kwb_cmstate_write(p->cms, id, w->resume_rv, w->committed,
-                                         err, sizeof(err))
-                     : kwb_checkpoint_write(p->cfg->state_dir, id, w->resume_rv,
-                                            w->committed, err, sizeof(err));
-        if (rc == -EAGAIN) {
-            continue; /* configmap backend backing off: stays dirty */
+        int64_t t0 = kwb_now_ms();
+        int rc = write_one(p, i, err, sizeof(err));
+        if (rc == 0) {
+            p->last_ckpt_cost_ms += kwb_now_ms() - t0;
         }
-        if (rc < 0) {
-            const char *kv[] = {"watch", p->cfg->watches[i].id, NULL};
-            kwb_log_kv(KWB_LOG_ERROR, "checkpoint", kv,
-                       "cannot write checkpoint: %s", err);
-            continue;
-        }
-        w->dirty = 0;
+        write_done(p, i, rc, err);
     }
-    p->last_ckpt_cost_ms = kwb_now_ms() - now;
 }
 
 static int inflight_empty(const struct kwb_pipeline *p)
@@ -899,6 +1118,13 @@ static void *pipeline_main(void *arg)
     struct kwb_pipeline *p = arg;
     int flushed = 0;
 
+    /* Without the writer thread checkpoints are written inline, as a
+     * fallback: slower events, same guarantees. */
+    p->ck_started = pthread_create(&p->ck_thread, NULL, ckpt_main, p) == 0;
+    if (!p->ck_started) {
+        KWB_WARN("pipeline", "cannot start the checkpoint writer; writing "
+                             "checkpoints on the pipeline thread");
+    }
     for (;;) {
         int stopping, work = 0, acks = 0;
         int64_t now = kwb_now_ms();
@@ -922,6 +1148,7 @@ static void *pipeline_main(void *arg)
                                       memory_order_relaxed);
             }
         }
+        ckpt_collect(p);
         for (size_t w = 0; w < p->n_watches; w++) {
             advance_watch(p, w);
         }
@@ -971,7 +1198,7 @@ static void *pipeline_main(void *arg)
             }
         }
         pthread_mutex_lock(&p->lock);
-        if (!p->q_head && !p->stopping) {
+        if (!p->q_head && !p->stopping && !p->ck_done) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
             ts.tv_nsec += (long)wait_ms * 1000000L;
@@ -988,6 +1215,7 @@ static void *pipeline_main(void *arg)
     for (size_t s = 0; s < p->n_sinks; s++) {
         p->sinks[s].ops->flush(p->sinks[s].state, p->deadline_ms);
     }
+    ckpt_stop(p);
     for (size_t w = 0; w < p->n_watches; w++) {
         advance_watch(p, w);
     }
@@ -1072,6 +1300,10 @@ void kwb_pipeline_free(struct kwb_pipeline *p)
         next = b->next;
         kwb_batch_free(b);
     }
+    for (b = p->bare; b; b = next) {
+        next = b->next;
+        kwb_batch_free(b);
+    }
     for (size_t i = 0; p->watches && i < p->n_watches; i++) {
         kwb_store_free(p->watches[i].committed);
         free(p->watches[i].resume_rv);
@@ -1081,5 +1313,6 @@ void kwb_pipeline_free(struct kwb_pipeline *p)
     pthread_mutex_destroy(&p->lock);
     pthread_cond_destroy(&p->wake);
     pthread_cond_destroy(&p->space);
+    pthread_cond_destroy(&p->ck_wake);
     free(p);
 }

@@ -8,8 +8,10 @@
  *
  * Thread: kwb_pipeline_push/kwb_batch_* run on watch workers; everything
  * else of the pipeline runs on its own thread, started by
- * kwb_pipeline_start. Locks: pipeline->lock guards the hand-off queue and
- * the in-flight event count only; never held across I/O.
+ * kwb_pipeline_start, which writes checkpoints through a writer thread of
+ * its own (so a checkpoint never holds up events). Locks: pipeline->lock
+ * guards the hand-off queue, the in-flight event count and the hand-off
+ * to the checkpoint writer only; never held across I/O.
  */
 #ifndef KWB_PIPELINE_H
 #define KWB_PIPELINE_H
@@ -63,6 +65,10 @@ struct kwb_batch {
     size_t applied;  /* items applied to the watch's checkpoint state */
     size_t touched;  /* most bytes its buffers held so far (pool) */
     uint64_t seq;    /* hand-off order (pipeline) */
+    /* From kwb_pipeline_batch: takes a pooled batch's buffers when it
+     * first needs any (then NULL), so an idle worker's empty batch holds
+     * none. */
+    struct kwb_pipeline *owner;
 };
 
 struct kwb_batch *kwb_batch_new(size_t watch);
@@ -125,11 +131,11 @@ int kwb_pipeline_push(struct kwb_pipeline *p, struct kwb_batch *b,
 /*
  * An empty batch for watch `watch`, recycled from one the pipeline is done
  * with when possible (its buffers keep their memory: no page faults and
- * no mmap churn per batch). The pool keeps up to queue_bytes of finished
- * batches plus one per watch, enough for all that can be in flight, and
- * is emptied (and malloc_trim'd) once no batch was handed over for
- * KWB_POOL_IDLE_MS.
- * Any thread; NULL on -ENOMEM.
+ * no mmap churn per batch; they are taken when the batch first needs
+ * room, so an empty batch waiting for events holds none). The pool keeps up to
+ * queue_bytes of finished batches plus one per watch, enough for all that can
+ * be in flight, and is emptied (and malloc_trim'd) once no batch was handed
+ * over for KWB_POOL_IDLE_MS. Any thread; NULL on -ENOMEM.
  */
 #define KWB_POOL_IDLE_MS 1000
 struct kwb_batch *kwb_pipeline_batch(struct kwb_pipeline *p, size_t watch);

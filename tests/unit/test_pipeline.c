@@ -200,10 +200,12 @@ static void test_pool(void)
         }
         CHECK_EQ_INT(b->n_items, 0);
         CHECK_EQ_INT(b->json_len, 0);
-        if (b->json_cap == 0) {
-            fresh++; /* not recycled: a new allocation */
-        }
+        /* No buffers until it needs room: an idle worker's holds none. */
+        CHECK_EQ_INT(b->json_cap + b->str_cap + b->items_cap, 0);
         fill(b, events_per_batch, 4000, &seq);
+        if (b->touched == 0) {
+            fresh++; /* not a pooled batch's buffers: new allocations */
+        }
         per_batch = kwb_batch_bytes(b);
         CHECK_EQ_INT(kwb_pipeline_push(f.p, b, &stop), 0);
     }
@@ -230,7 +232,8 @@ static void test_pool(void)
             break;
         }
         held[n_held++] = b;
-        if (b->json_cap == 0) {
+        CHECK(kwb_batch_json_reserve(b, 1) != NULL);
+        if (b->touched == 0) {
             break;
         }
         recycled++;
