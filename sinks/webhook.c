@@ -17,6 +17,21 @@
  * bound. While `cur` is being retried and `next` is full, submit() returns
  * -EAGAIN.
  *
+ * 413 Payload Too Large: `cur` is sent in parts instead. The part that got
+ * the 413 (at first all of `cur`) is halved, the first half sent at once,
+ * the second only after the first was acknowledged (a 2xx, or a permanent
+ * failure), each halved again on its own 413: order holds. The limits in
+ * force (`lim`, the configured batch_max_events and batch_max_bytes at
+ * start) drop to the larger half of what got the 413
+ * (kwb_webhook_limits_lower) and shape later batches (a batch filled
+ * before they went down is cut to fit them before it is sent); after
+ * KWB_WEBHOOK_GROW_AFTER 2xx answers in a row they grow by a quarter, up to
+ * the configured values. One event that still gets 413 alone is acked FAIL
+ * (reason: 413 and its size), the rest goes on. Each part is a request of
+ * its own: its own X-KWB-Batch-Id and X-KWB-Events, its own signature. A
+ * split logs one warning and counts the events sent again as retries
+ * (kwb_sink_retries_total).
+ *
  * Every attempt is signed anew (X-KWB-Signature over the exact body sent),
  * carries X-KWB-Attempt, X-KWB-Events and X-KWB-Batch-Id (the same for
  * every attempt of a batch) and re-reads the bearer token file when it
@@ -53,6 +68,7 @@ enum state {
 
 struct batch {
     uint64_t *tokens;
+    size_t *ends; /* event i's encoding ends at body + ends[i] */
     size_t n, cap;
     char *body; /* the encoded batch, as sent */
     size_t len, size;
@@ -76,7 +92,19 @@ struct webhook {
 
     struct batch cur, next;
     enum state state;
-    unsigned attempt; /* attempts of cur so far */
+    unsigned attempt; /* attempts of the part of cur in flight so far */
+
+    /* cur is delivered in parts: [lo, hi) is the part being sent (all of
+     * cur unless a 413 split it or it is over the limits), stack[0..depth)
+     * the ends of the parts after it, the next one on top. */
+    size_t lo, hi;
+    size_t stack[KWB_WEBHOOK_MAX_SPLIT_DEPTH];
+    size_t depth;
+    struct batch part;             /* body of a part in the JSON formats */
+    const char *send_body;         /* body of the attempt: cur's, part's or a */
+    size_t send_len;               /* slice of cur's (NDJSON) */
+    struct kwb_webhook_limits lim; /* lowered after a 413 */
+
     int64_t retry_at_ms;
     uint64_t batch_seq;
     uint64_t instance; /* random per sink instance, for X-KWB-Batch-Id */
@@ -241,6 +269,69 @@ int kwb_webhook_status_transient(long status)
 {
     return status == 408 || status == 429 || status >= 500 ||
            (status >= 300 && status < 400) || status < 200;
+}
+
+int kwb_webhook_limits_lower(struct kwb_webhook_limits *l, size_t n,
+                             size_t half_len)
+{
+    size_t ev = n - n / 2;
+
+    if (n < 2) {
+        return 0;
+    }
+    if (ev < (size_t)l->max_events) {
+        l->max_events = (long)ev;
+    }
+    if (half_len < (size_t)l->max_bytes) {
+        l->max_bytes = (long)half_len;
+    }
+    if (l->max_events < 1) {
+        l->max_events = 1;
+    }
+    if (l->max_bytes < 1) {
+        l->max_bytes = 1;
+    }
+    l->ok_run = 0;
+    return 1;
+}
+
+static long grow(long v, long cap)
+{
+    long step = v / 4 > 0 ? v / 4 : 1;
+
+    return v >= cap || cap - v <= step ? cap : v + step;
+}
+
+int kwb_webhook_limits_ok(struct kwb_webhook_limits *l, long conf_events,
+                          long conf_bytes)
+{
+    if (l->max_events >= conf_events && l->max_bytes >= conf_bytes) {
+        l->ok_run = 0;
+        return 0;
+    }
+    if (++l->ok_run < KWB_WEBHOOK_GROW_AFTER) {
+        return 0;
+    }
+    l->ok_run = 0;
+    l->max_events = grow(l->max_events, conf_events);
+    l->max_bytes = grow(l->max_bytes, conf_bytes);
+    return 1;
+}
+
+size_t kwb_webhook_part_start(enum kwb_webhook_format format,
+                              const size_t *ends, size_t i)
+{
+    size_t sep = format == KWB_WEBHOOK_NDJSON ? 0 : 1; /* "[" or "," */
+
+    return (i == 0 ? 0 : ends[i - 1]) + sep;
+}
+
+size_t kwb_webhook_part_len(enum kwb_webhook_format format, const size_t *ends,
+                            size_t lo, size_t hi)
+{
+    size_t brackets = format == KWB_WEBHOOK_NDJSON ? 0 : 2;
+
+    return ends[hi - 1] - kwb_webhook_part_start(format, ends, lo) + brackets;
 }
 
 static const char *skip_ws(const char *p, const char *end)
@@ -496,11 +587,17 @@ static int batch_append(struct webhook *w, struct batch *b,
     if (b->n == b->cap) {
         size_t cap = b->cap ? b->cap * 2 : 64;
         uint64_t *tokens = realloc(b->tokens, cap * sizeof(*tokens));
+        size_t *ends;
 
         if (!tokens) {
             return -ENOMEM;
         }
         b->tokens = tokens;
+        ends = realloc(b->ends, cap * sizeof(*ends));
+        if (!ends) {
+            return -ENOMEM;
+        }
+        b->ends = ends;
         b->cap = cap;
     }
     switch (w->conf.format) {
@@ -523,6 +620,7 @@ static int batch_append(struct webhook *w, struct batch *b,
         }
         break;
     }
+    b->ends[b->n] = b->len;
     b->tokens[b->n++] = token;
     return 0;
 }
@@ -535,8 +633,8 @@ static size_t batch_sealed_len(const struct webhook *w, const struct batch *b)
 
 static int batch_full(const struct webhook *w, const struct batch *b)
 {
-    return b->n >= (size_t)w->conf.batch_max_events ||
-           batch_sealed_len(w, b) >= (size_t)w->conf.batch_max_bytes;
+    return b->n >= (size_t)w->lim.max_events ||
+           batch_sealed_len(w, b) >= (size_t)w->lim.max_bytes;
 }
 
 static void batch_reset(struct batch *b)
@@ -552,8 +650,81 @@ static void batch_reset(struct batch *b)
 static void batch_free(struct batch *b)
 {
     free(b->tokens);
+    free(b->ends);
     free(b->body);
     memset(b, 0, sizeof(*b));
+}
+
+/* 1 when the part [lo, hi) of cur is within the limits in force. */
+static int part_fits(const struct webhook *w, size_t lo, size_t hi)
+{
+    return hi - lo <= (size_t)w->lim.max_events &&
+           kwb_webhook_part_len(w->conf.format, w->cur.ends, lo, hi) <=
+               (size_t)w->lim.max_bytes;
+}
+
+/* A part over the limits (cur was filled before they went down): cut it
+ * to its longest prefix within them (at least one event), the rest
+ * pending. */
+static void part_fit(struct webhook *w)
+{
+    size_t k = w->lo + 1;
+
+    if (w->hi - w->lo < 2 || part_fits(w, w->lo, w->hi) ||
+        w->depth >= KWB_WEBHOOK_MAX_SPLIT_DEPTH) {
+        return;
+    }
+    while (k < w->hi && part_fits(w, w->lo, k + 1)) {
+        k++;
+    }
+    w->stack[w->depth++] = w->hi;
+    w->hi = k;
+}
+
+/* The next part of cur becomes the one to send (a new batch id). Returns
+ * 0 when there was none left. */
+static int part_next(struct webhook *w)
+{
+    if (w->depth == 0) {
+        return 0;
+    }
+    w->lo = w->hi;
+    w->hi = w->stack[--w->depth];
+    part_fit(w);
+    w->state = ST_READY;
+    w->attempt = 0;
+    w->batch_seq++;
+    return 1;
+}
+
+/* The request body of the part [lo, hi) into send_body, send_len. */
+static int part_body(struct webhook *w)
+{
+    size_t start;
+    size_t end;
+    int rc;
+
+    if (w->lo == 0 && w->hi == w->cur.n) {
+        w->send_body = w->cur.body;
+        w->send_len = w->cur.len;
+        return 0;
+    }
+    start = kwb_webhook_part_start(w->conf.format, w->cur.ends, w->lo);
+    end = w->cur.ends[w->hi - 1];
+    if (w->conf.format == KWB_WEBHOOK_NDJSON) {
+        w->send_body = w->cur.body + start;
+        w->send_len = end - start;
+        return 0;
+    }
+    batch_reset(&w->part);
+    if ((rc = put(&w->part, "[", 1)) < 0 ||
+        (rc = put(&w->part, w->cur.body + start, end - start)) < 0 ||
+        (rc = put(&w->part, "]", 1)) < 0) {
+        return rc;
+    }
+    w->send_body = w->part.body;
+    w->send_len = w->part.len;
+    return 0;
 }
 
 /* next -> cur (cur must be idle). The buffers are swapped, not freed. */
@@ -572,9 +743,13 @@ static int promote(struct webhook *w)
     w->cur = w->next;
     w->next = tmp;
     batch_reset(&w->next);
-    w->state = ST_READY;
-    w->attempt = 0;
-    w->batch_seq++;
+    /* One part, the whole batch, halved first if the limits went down
+     * after it was filled. */
+    w->lo = 0;
+    w->hi = 0;
+    w->stack[0] = w->cur.n;
+    w->depth = 1;
+    part_next(w);
     return 0;
 }
 
@@ -745,7 +920,7 @@ static const char *content_type(const struct webhook *w)
     }
 }
 
-/* Headers of one attempt: signed now, over exactly cur.body. */
+/* Headers of one attempt: signed now, over exactly send_body. */
 static int build_headers(struct webhook *w, struct curl_slist **out)
 {
     struct curl_slist *l = NULL;
@@ -764,7 +939,7 @@ static int build_headers(struct webhook *w, struct curl_slist **out)
      * a client timeout). */
     if (snprintf(num, sizeof(num), "%u", w->attempt + 1) < 0 ||
         (rc = header_add(&l, "X-KWB-Attempt", num)) < 0 ||
-        snprintf(num, sizeof(num), "%zu", w->cur.n) < 0 ||
+        snprintf(num, sizeof(num), "%zu", w->hi - w->lo) < 0 ||
         (rc = header_add(&l, "X-KWB-Events", num)) < 0 ||
         snprintf(num, sizeof(num), "%016llx-%llu",
                  (unsigned long long)w->instance,
@@ -795,8 +970,8 @@ static int build_headers(struct webhook *w, struct curl_slist **out)
     }
     if (w->conf.hmac_secret) {
         rc = kwb_webhook_sign(w->conf.hmac_secret, w->conf.hmac_secret_len,
-                              (int64_t)time(NULL), w->cur.body, w->cur.len, sig,
-                              sizeof(sig));
+                              (int64_t)time(NULL), w->send_body, w->send_len,
+                              sig, sizeof(sig));
         if (rc == 0) {
             rc = header_add(&l, "X-KWB-Signature", sig);
         }
@@ -829,8 +1004,8 @@ static void schedule_retry(struct webhook *w, int64_t now)
     }
     w->retry_at_ms = now + delay;
     w->state = ST_BACKOFF;
-    if (w->retried && w->cur.n > 0) {
-        w->retried(w->ack_opaque, w->cur.n);
+    if (w->retried && w->hi > w->lo) {
+        w->retried(w->ack_opaque, w->hi - w->lo);
     }
 }
 
@@ -839,6 +1014,10 @@ static int start_attempt(struct webhook *w, int64_t now)
     struct curl_slist *hdrs = NULL;
     int rc;
 
+    rc = part_body(w);
+    if (rc < 0) {
+        goto fail;
+    }
     rc = build_headers(w, &hdrs);
     if (rc < 0) {
         goto fail;
@@ -849,8 +1028,8 @@ static int start_attempt(struct webhook *w, int64_t now)
     w->curl_err[0] = '\0';
     if (curl_easy_setopt(w->easy, CURLOPT_HTTPHEADER, hdrs) != CURLE_OK ||
         curl_easy_setopt(w->easy, CURLOPT_POSTFIELDSIZE_LARGE,
-                         (curl_off_t)w->cur.len) != CURLE_OK ||
-        curl_easy_setopt(w->easy, CURLOPT_POSTFIELDS, w->cur.body) !=
+                         (curl_off_t)w->send_len) != CURLE_OK ||
+        curl_easy_setopt(w->easy, CURLOPT_POSTFIELDS, w->send_body) !=
             CURLE_OK) {
         rc = -EINVAL;
         goto fail;
@@ -874,17 +1053,23 @@ fail:
     return rc;
 }
 
-static int ack_all(struct webhook *w, enum kwb_ack_status status,
-                   const char *reason)
+/* Ack every event of the part in flight, then go on with the next part
+ * of cur, or become idle. Returns the acks reported. */
+static int ack_part(struct webhook *w, enum kwb_ack_status status,
+                    const char *reason)
 {
-    size_t n = w->cur.n;
+    size_t n = w->hi - w->lo;
 
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = w->lo; i < w->hi; i++) {
         w->ack(w->ack_opaque, w->cur.tokens[i], status, reason);
     }
-    batch_reset(&w->cur);
-    w->state = ST_IDLE;
-    w->attempt = 0;
+    if (!part_next(w)) {
+        batch_reset(&w->cur);
+        w->lo = 0;
+        w->hi = 0;
+        w->state = ST_IDLE;
+        w->attempt = 0;
+    }
     return (int)n;
 }
 
@@ -933,9 +1118,49 @@ static int is_tls_error(const struct webhook *w, CURLcode cc)
     }
 }
 
+/*
+ * 413 for the part in flight, of two events or more: lower the limits to
+ * the larger half, send the first half next (at once: no backoff), then
+ * the second. Returns 0 (no acks) or -1 when the part cannot be split
+ * (never: depth <= log2 of the events).
+ */
+static int split_part(struct webhook *w, const char *body)
+{
+    size_t n = w->hi - w->lo;
+    size_t mid, first, second;
+    long old_events = w->lim.max_events;
+    long old_bytes = w->lim.max_bytes;
+
+    if (w->depth >= KWB_WEBHOOK_MAX_SPLIT_DEPTH) {
+        return -1;
+    }
+    mid = w->lo + n / 2;
+    first = kwb_webhook_part_len(w->conf.format, w->cur.ends, w->lo, mid);
+    second = kwb_webhook_part_len(w->conf.format, w->cur.ends, mid, w->hi);
+    kwb_webhook_limits_lower(&w->lim, n, first > second ? first : second);
+    w->stack[w->depth++] = w->hi;
+    w->hi = mid;
+    WLOG(w, 2,
+         "HTTP 413 (Payload Too Large) from %s for batch %llu (%zu events, "
+         "%zu bytes): sending it again in two halves of %zu and %zu events, "
+         "in order; batch limit lowered from %ld events/%ld bytes to %ld "
+         "events/%ld bytes: %s",
+         w->conf.host, (unsigned long long)w->batch_seq, n, w->send_len, n / 2,
+         n - n / 2, old_events, old_bytes, w->lim.max_events, w->lim.max_bytes,
+         body);
+    if (w->retried) {
+        w->retried(w->ack_opaque, n);
+    }
+    w->state = ST_READY;
+    w->attempt = 0;
+    w->batch_seq++;
+    return 0;
+}
+
 /* The attempt in flight ended with `cc`. Returns the acks reported. */
 static int finish_attempt(struct webhook *w, CURLcode cc, int64_t now)
 {
+    size_t n = w->hi - w->lo;
     long status = 0;
     char body[256];
     char reason[512];
@@ -949,7 +1174,7 @@ static int finish_attempt(struct webhook *w, CURLcode cc, int64_t now)
              "%s to %s failed (batch %llu, %zu events, attempt %u): %s; "
              "retrying in %lld ms",
              is_tls_error(w, cc) ? "TLS connection" : "POST", w->conf.host,
-             (unsigned long long)w->batch_seq, w->cur.n, w->attempt,
+             (unsigned long long)w->batch_seq, n, w->attempt,
              w->curl_err[0] ? w->curl_err : curl_easy_strerror(cc),
              (long long)(w->retry_at_ms - now));
         w->failing = 1;
@@ -962,7 +1187,16 @@ static int finish_attempt(struct webhook *w, CURLcode cc, int64_t now)
                  w->conf.host, (unsigned long long)w->batch_seq, w->attempt);
         }
         w->failing = 0;
-        return ack_all(w, KWB_ACK_OK, NULL);
+        if (kwb_webhook_limits_ok(&w->lim, w->conf.batch_max_events,
+                                  w->conf.batch_max_bytes)) {
+            WLOG(w, 1,
+                 "no 413 from %s in %d requests: batch limit raised to %ld "
+                 "events/%ld bytes (configured %ld/%ld)",
+                 w->conf.host, KWB_WEBHOOK_GROW_AFTER, w->lim.max_events,
+                 w->lim.max_bytes, w->conf.batch_max_events,
+                 w->conf.batch_max_bytes);
+        }
+        return ack_part(w, KWB_ACK_OK, NULL);
     }
     excerpt(w, body, sizeof(body));
     if (kwb_webhook_status_transient(status)) {
@@ -970,21 +1204,42 @@ static int finish_attempt(struct webhook *w, CURLcode cc, int64_t now)
         WLOG(w, 2,
              "HTTP %ld from %s (batch %llu, %zu events, attempt %u): %s; "
              "retrying in %lld ms",
-             status, w->conf.host, (unsigned long long)w->batch_seq, w->cur.n,
+             status, w->conf.host, (unsigned long long)w->batch_seq, n,
              w->attempt, body, (long long)(w->retry_at_ms - now));
         w->failing = 1;
         return 0;
     }
-    if (snprintf(reason, sizeof(reason), "webhook: HTTP %ld from %s: %s",
-                 status, w->conf.host, body) < 0) {
-        reason[0] = '\0';
+    if (status == 413 && n > 1 && split_part(w, body) == 0) {
+        return 0;
     }
-    WLOG(w, 3,
-         "HTTP %ld from %s (batch %llu): %zu events failed permanently: %s",
-         status, w->conf.host, (unsigned long long)w->batch_seq, w->cur.n,
-         body);
+    if (status == 413 && n == 1) {
+        /* The event itself, without the framing of the body. */
+        size_t ev = w->cur.ends[w->lo] -
+                    kwb_webhook_part_start(w->conf.format, w->cur.ends, w->lo) -
+                    (w->conf.format == KWB_WEBHOOK_NDJSON ? 1 : 0);
+
+        if (snprintf(reason, sizeof(reason),
+                     "webhook: HTTP 413 (Payload Too Large) from %s for an "
+                     "event of %zu bytes sent alone: %s",
+                     w->conf.host, ev, body) < 0) {
+            reason[0] = '\0';
+        }
+        WLOG(w, 3,
+             "HTTP 413 from %s (batch %llu): an event of %zu bytes is too "
+             "large even alone; it failed permanently: %s",
+             w->conf.host, (unsigned long long)w->batch_seq, ev, body);
+    } else {
+        if (snprintf(reason, sizeof(reason), "webhook: HTTP %ld from %s: %s",
+                     status, w->conf.host, body) < 0) {
+            reason[0] = '\0';
+        }
+        WLOG(w, 3,
+             "HTTP %ld from %s (batch %llu): %zu events failed permanently: "
+             "%s",
+             status, w->conf.host, (unsigned long long)w->batch_seq, n, body);
+    }
     w->failing = 0;
-    return ack_all(w, KWB_ACK_FAIL, reason);
+    return ack_part(w, KWB_ACK_FAIL, reason);
 }
 
 /*
@@ -1099,6 +1354,8 @@ static void *webhook_init(const struct config_setting_t *group,
     if (rc < 0) {
         goto fail;
     }
+    w->lim.max_events = w->conf.batch_max_events;
+    w->lim.max_bytes = w->conf.batch_max_bytes;
     w->name = strdup(env && env->name ? env->name : "webhook");
     w->cluster = strdup(env && env->cluster ? env->cluster : "");
     if (!w->name || !w->cluster) {
@@ -1208,7 +1465,7 @@ static int webhook_submit(void *sink, const struct kwb_sink_event *ev,
     if (!w->started) {
         return -EINVAL;
     }
-    if (b->n >= (size_t)w->conf.batch_max_events) {
+    if (b->n >= (size_t)w->lim.max_events) {
         goto full;
     }
     old_len = b->len;
@@ -1217,7 +1474,7 @@ static int webhook_submit(void *sink, const struct kwb_sink_event *ev,
         b->len = old_len;
         return rc;
     }
-    if (b->n > 1 && batch_sealed_len(w, b) > (size_t)w->conf.batch_max_bytes) {
+    if (b->n > 1 && batch_sealed_len(w, b) > (size_t)w->lim.max_bytes) {
         /* Does not fit: take it back, seal what we have. */
         b->n--;
         b->len = old_len;
@@ -1302,6 +1559,7 @@ static void webhook_close(void *sink)
     wipe_slist(w->hdrs);
     batch_free(&w->cur);
     batch_free(&w->next);
+    batch_free(&w->part);
     token_forget(w);
     kwb_webhook_conf_free(&w->conf);
     free(w->name);

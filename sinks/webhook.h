@@ -122,6 +122,58 @@ long kwb_webhook_backoff_ms(long initial_ms, long max_ms, unsigned attempt,
 int kwb_webhook_status_transient(long status);
 
 /*
+ * 413 Payload Too Large: the sink sends the batch again in two halves,
+ * first half first (recursively, per-object order kept), and lowers its
+ * effective batch limits. A single event that still gets 413 fails alone.
+ * After KWB_WEBHOOK_GROW_AFTER 2xx answers in a row without a 413 each
+ * lowered limit grows back by a quarter (at least by one), at most to the
+ * configured value.
+ */
+#define KWB_WEBHOOK_GROW_AFTER 64
+/* Parts pending at once while a batch is sent in halves: log2 of the
+ * events of a batch, so 64 always suffices. */
+#define KWB_WEBHOOK_MAX_SPLIT_DEPTH 64
+
+/* The batch limits in force (configured ones, or lowered after a 413). */
+struct kwb_webhook_limits {
+    long max_events;
+    long max_bytes;
+    unsigned ok_run; /* 2xx answers since the last 413 or growth */
+};
+
+/*
+ * A request of n >= 2 events got 413 and is sent again in two halves, the
+ * larger of them `half_len` bytes: each limit becomes at most one half
+ * (max_events <= n - n / 2, max_bytes <= half_len), so that both halves
+ * fit and later batches are about half as big; never below 1 (a batch
+ * always takes at least one event, whatever its size). Resets the run of
+ * successes. Returns 1 when the limits were lowered, 0 when n < 2 (one
+ * event says nothing about batches: nothing changes).
+ */
+int kwb_webhook_limits_lower(struct kwb_webhook_limits *l, size_t n,
+                             size_t half_len);
+
+/*
+ * A 2xx: counts the run; at KWB_WEBHOOK_GROW_AFTER in a row, each limit
+ * below its configured value grows by a quarter (at least 1), capped at it,
+ * and the run starts again. Returns 1 when a limit grew.
+ */
+int kwb_webhook_limits_ok(struct kwb_webhook_limits *l, long conf_events,
+                          long conf_bytes);
+
+/*
+ * Where event i starts in a batch body whose event j ends (exclusive) at
+ * ends[j]: NDJSON events are followed by their "\n"; the JSON formats open
+ * with "[" and separate with ",". The request body of events [lo, hi)
+ * (lo < hi) is the slice start(lo) .. ends[hi - 1], in "[" "]" for the
+ * JSON formats: kwb_webhook_part_len is its length.
+ */
+size_t kwb_webhook_part_start(enum kwb_webhook_format format,
+                              const size_t *ends, size_t i);
+size_t kwb_webhook_part_len(enum kwb_webhook_format format, const size_t *ends,
+                            size_t lo, size_t hi);
+
+/*
  * Find the top-level string member `key` of the JSON object in
  * json..json+len. Sets *val and *vlen to the raw (still escaped) contents
  * between the quotes. 0 when found, -1 when absent or not a string.

@@ -19,6 +19,8 @@ Behaviour per POST request, in this order:
     set: t=<unix>,v1=hex(HMAC-SHA256(secret, "<t>.<body>")));
   * a failed check answers `auth_failure_status` (default 401) without
     consuming the script;
+  * with `max_body` set, a body of more than max_body bytes answers 413
+    Payload Too Large, also without consuming the script;
   * otherwise the next script entry, if any, is consumed: a dict with
     "status" (int), optional "delay" (seconds to sleep before answering,
     to cause client timeouts), "retry_after" (header value, str) and
@@ -182,8 +184,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             rec["token_ok"] = (self.headers.get("Authorization")
                                == "Bearer " + rx.token)
             ok = ok and rec["token_ok"]
-        entry = rx._next_entry() if ok else {
-            "status": rx.auth_failure_status, "body": "unauthorized"}
+        if not ok:
+            entry = {"status": rx.auth_failure_status, "body": "unauthorized"}
+        elif rx.max_body is not None and len(body) > rx.max_body:
+            entry = {"status": 413,
+                     "body": "payload too large: limit %d bytes" % rx.max_body}
+        else:
+            entry = rx._next_entry()
         delay = float(entry.get("delay", 0))
         if delay > 0:
             time.sleep(delay)
@@ -222,7 +229,8 @@ class _Server(http.server.ThreadingHTTPServer):
 class Receiver:
     def __init__(self, tls=None, secret=None, token=None,
                  require_client_cert=False, script=None, default_status=200,
-                 auth_failure_status=401, log_path=None, client_ca=None):
+                 auth_failure_status=401, log_path=None, client_ca=None,
+                 max_body=None):
         """tls: None for plain HTTP, else a make_certs() dict (server_cert,
         server_key, ca = CA for client certificates unless client_ca)."""
         self.tls = tls
@@ -233,6 +241,7 @@ class Receiver:
         self.auth_failure_status = auth_failure_status
         self.log_path = log_path
         self.client_ca = client_ca
+        self.max_body = max_body
         self._lock = threading.Lock()
         self._script = list(script or [])
         self._requests = []
@@ -334,6 +343,8 @@ def main():
     ap.add_argument("--script", default="[]",
                     help='JSON list, e.g. [{"status":500},{"status":200}]')
     ap.add_argument("--log", help="JSON-lines request log")
+    ap.add_argument("--max-body", type=int,
+                    help="answer 413 to bodies of more than this many bytes")
     args = ap.parse_args()
     certs = make_certs(args.tls_dir) if args.tls_dir else None
     secret = None
@@ -346,7 +357,8 @@ def main():
             secret = secret[:-1]
     rx = Receiver(tls=certs, secret=secret, token=args.token,
                   require_client_cert=args.mtls,
-                  script=json.loads(args.script), log_path=args.log)
+                  script=json.loads(args.script), log_path=args.log,
+                  max_body=args.max_body)
     rx.start()
     if certs:
         print("certs " + json.dumps(certs), flush=True)

@@ -1,8 +1,9 @@
 /*
  * test_webhook.c - the webhook sink's pure parts: HMAC signature,
- * Retry-After, backoff, status classes, the event member finder, and
- * configuration validation. No network, no sleeps (the sink's delivery is
- * tested against a receiver in tests/integration/test_webhook_*.py).
+ * Retry-After, backoff, status classes, the 413 limits and the parts of a
+ * split batch, the event member finder, and configuration validation. No
+ * network, no sleeps (the sink's delivery is tested against a receiver in
+ * tests/integration/test_webhook_*.py).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -113,6 +114,129 @@ static int member(const char *json, const char *key, char *out, size_t size)
     memcpy(out, v, n);
     out[n] = '\0';
     return 0;
+}
+
+static void test_limits(void)
+{
+    struct kwb_webhook_limits l = {500, 1048576, 7};
+
+    /* One event says nothing about batches. */
+    CHECK_EQ_INT(kwb_webhook_limits_lower(&l, 1, 2000000), 0);
+    CHECK_EQ_INT(l.max_events, 500);
+    CHECK_EQ_INT(l.max_bytes, 1048576);
+    CHECK_EQ_INT(l.ok_run, 7);
+    CHECK_EQ_INT(kwb_webhook_limits_lower(&l, 0, 0), 0);
+
+    /* The larger half of what got the 413, not half of the old limit. */
+    CHECK_EQ_INT(kwb_webhook_limits_lower(&l, 100, 25001), 1);
+    CHECK_EQ_INT(l.max_events, 50);
+    CHECK_EQ_INT(l.max_bytes, 25001);
+    CHECK_EQ_INT(l.ok_run, 0);
+    /* An odd count: the larger half. */
+    CHECK_EQ_INT(kwb_webhook_limits_lower(&l, 7, 3000), 1);
+    CHECK_EQ_INT(l.max_events, 4);
+    CHECK_EQ_INT(l.max_bytes, 3000);
+
+    /* Never raised by a 413, never below 1. */
+    l.max_events = 10;
+    l.max_bytes = 1000;
+    CHECK_EQ_INT(kwb_webhook_limits_lower(&l, 400, 100000), 1);
+    CHECK_EQ_INT(l.max_events, 10);
+    CHECK_EQ_INT(l.max_bytes, 1000);
+    CHECK_EQ_INT(kwb_webhook_limits_lower(&l, 2, 0), 1);
+    CHECK_EQ_INT(l.max_events, 1);
+    CHECK_EQ_INT(l.max_bytes, 1);
+
+    /* Growth: a quarter (at least 1) after KWB_WEBHOOK_GROW_AFTER. */
+    l.max_events = 50;
+    l.max_bytes = 25000;
+    l.ok_run = 0;
+    for (int i = 1; i < KWB_WEBHOOK_GROW_AFTER; i++) {
+        CHECK_EQ_INT(kwb_webhook_limits_ok(&l, 500, 1048576), 0);
+    }
+    CHECK_EQ_INT(l.max_events, 50);
+    CHECK_EQ_INT(kwb_webhook_limits_ok(&l, 500, 1048576), 1);
+    CHECK_EQ_INT(l.max_events, 62);
+    CHECK_EQ_INT(l.max_bytes, 31250);
+    CHECK_EQ_INT(l.ok_run, 0);
+
+    /* A 413 in the run starts it again. */
+    for (int i = 1; i < KWB_WEBHOOK_GROW_AFTER; i++) {
+        kwb_webhook_limits_ok(&l, 500, 1048576);
+    }
+    kwb_webhook_limits_lower(&l, 2, 100000); /* bytes stay 31250 */
+    CHECK_EQ_INT(l.max_events, 1);
+    CHECK_EQ_INT(kwb_webhook_limits_ok(&l, 500, 1048576), 0);
+    CHECK_EQ_INT(l.max_events, 1);
+
+    /* From 1, by one; capped at the configured values. */
+    l.max_events = 1;
+    l.max_bytes = 1;
+    l.ok_run = KWB_WEBHOOK_GROW_AFTER - 1;
+    CHECK_EQ_INT(kwb_webhook_limits_ok(&l, 500, 1048576), 1);
+    CHECK_EQ_INT(l.max_events, 2);
+    CHECK_EQ_INT(l.max_bytes, 2);
+    l.max_events = 450;
+    l.max_bytes = 1048000;
+    l.ok_run = KWB_WEBHOOK_GROW_AFTER - 1;
+    CHECK_EQ_INT(kwb_webhook_limits_ok(&l, 500, 1048576), 1);
+    CHECK_EQ_INT(l.max_events, 500);
+    CHECK_EQ_INT(l.max_bytes, 1048576);
+
+    /* At the configured values: nothing to grow, the run is not kept. */
+    for (int i = 0; i < 2 * KWB_WEBHOOK_GROW_AFTER; i++) {
+        CHECK_EQ_INT(kwb_webhook_limits_ok(&l, 500, 1048576), 0);
+    }
+    CHECK_EQ_INT(l.ok_run, 0);
+    CHECK_EQ_INT(l.max_events, 500);
+
+    /* Repeated growth gets back to the configured values. */
+    l.max_events = 1;
+    l.max_bytes = 1;
+    for (int i = 0; i < 200 * KWB_WEBHOOK_GROW_AFTER; i++) {
+        kwb_webhook_limits_ok(&l, 500, 1048576);
+    }
+    CHECK_EQ_INT(l.max_events, 500);
+    CHECK_EQ_INT(l.max_bytes, 1048576);
+}
+
+static void test_parts(void)
+{
+    /* NDJSON "a\nbb\nccc\n": each event with its newline. */
+    const char *nd = "a\nbb\nccc\n";
+    const size_t nd_ends[] = {2, 5, 9};
+    /* JSON "[a,bb,ccc]": "[" then "," before each later event. */
+    const char *js = "[a,bb,ccc]";
+    const size_t js_ends[] = {2, 5, 9};
+    enum kwb_webhook_format f;
+    size_t st;
+
+    f = KWB_WEBHOOK_NDJSON;
+    CHECK_EQ_INT(kwb_webhook_part_start(f, nd_ends, 0), 0);
+    CHECK_EQ_INT(kwb_webhook_part_start(f, nd_ends, 1), 2);
+    CHECK_EQ_INT(kwb_webhook_part_start(f, nd_ends, 2), 5);
+    CHECK_EQ_INT(kwb_webhook_part_len(f, nd_ends, 0, 3), strlen(nd));
+    CHECK_EQ_INT(kwb_webhook_part_len(f, nd_ends, 0, 1), 2);
+    st = kwb_webhook_part_start(f, nd_ends, 1);
+    CHECK_EQ_MEM(nd + st, kwb_webhook_part_len(f, nd_ends, 1, 3), "bb\nccc\n",
+                 7);
+    st = kwb_webhook_part_start(f, nd_ends, 2);
+    CHECK_EQ_MEM(nd + st, kwb_webhook_part_len(f, nd_ends, 2, 3), "ccc\n", 4);
+
+    for (f = KWB_WEBHOOK_JSON; f <= KWB_WEBHOOK_CLOUDEVENTS; f++) {
+        CHECK_EQ_INT(kwb_webhook_part_start(f, js_ends, 0), 1);
+        CHECK_EQ_INT(kwb_webhook_part_start(f, js_ends, 1), 3);
+        CHECK_EQ_INT(kwb_webhook_part_start(f, js_ends, 2), 6);
+        /* The whole batch is the sealed body, brackets included. */
+        CHECK_EQ_INT(kwb_webhook_part_len(f, js_ends, 0, 3), strlen(js));
+        /* A part: its slice plus "[" and "]". */
+        CHECK_EQ_INT(kwb_webhook_part_len(f, js_ends, 1, 2), strlen("[bb]"));
+        CHECK_EQ_INT(kwb_webhook_part_len(f, js_ends, 1, 3),
+                     strlen("[bb,ccc]"));
+        CHECK_EQ_INT(kwb_webhook_part_len(f, js_ends, 0, 1), strlen("[a]"));
+        st = kwb_webhook_part_start(f, js_ends, 1);
+        CHECK_EQ_MEM(js + st, js_ends[2] - st, "bb,ccc", 6);
+    }
 }
 
 static void test_json_member(void)
@@ -365,6 +489,8 @@ int main(void)
     test_backoff();
     test_status();
     test_json_member();
+    test_limits();
+    test_parts();
     test_conf();
     test_read_secret();
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
