@@ -60,6 +60,7 @@ void kwb_batch_reset(struct kwb_batch *b)
     b->n_items = 0;
     b->n_events = 0;
     b->applied = 0;
+    b->inflight = 0;
     b->next = b->prev = b->w_next = NULL;
 }
 
@@ -602,6 +603,9 @@ static void on_ack(void *opaque, uint64_t token, enum kwb_ack_status status,
     if (s->unacked > 0) {
         s->unacked--;
     }
+    if (it->batch->inflight > 0) {
+        it->batch->inflight--;
+    }
     if (it->acked & s->bit) {
         return; /* delivered before: this was a resubmission (rewind) */
     }
@@ -648,6 +652,7 @@ static int submit_one(struct kwb_pipeline *p, struct psink *s,
     rc = s->ops->submit(s->state, &ev, (uint64_t)(uintptr_t)it);
     if (rc == 0) {
         s->unacked++;
+        it->batch->inflight++;
         return 0;
     }
     if (rc == -EAGAIN) {
@@ -655,6 +660,7 @@ static int submit_one(struct kwb_pipeline *p, struct psink *s,
     }
     /* Rejected: never acked by the sink, so account for it here. */
     s->unacked++;
+    it->batch->inflight++;
     on_ack(s, (uint64_t)(uintptr_t)it, KWB_ACK_FAIL, strerror(-rc));
     return 0;
 }
@@ -905,7 +911,9 @@ static void advance_watch(struct kwb_pipeline *p, size_t wi)
                                   "will retry");
             return;
         }
-        if (b->applied < b->n_items) {
+        /* A rewound sink may have items of b in flight a second time after
+         * every sink acknowledged them: keep b until those acks are in. */
+        if (b->applied < b->n_items || b->inflight) {
             break;
         }
         /* A sink cursor may still be inside b only at its very end. */

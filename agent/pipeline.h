@@ -65,6 +65,7 @@ struct kwb_batch {
     size_t applied;  /* items applied to the watch's checkpoint state */
     size_t touched;  /* most bytes its buffers held so far (pool) */
     uint64_t seq;    /* hand-off order (pipeline) */
+    size_t inflight; /* submissions of its items not yet acked */
     /* From kwb_pipeline_batch: takes a pooled batch's buffers when it
      * first needs any (then NULL), so an idle worker's empty batch holds
      * none. */
