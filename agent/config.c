@@ -1348,6 +1348,9 @@ static int load_sinks(struct loader *ld, const config_setting_t *s,
     if (n == 0) {
         return fail(ld, s, "'%s' must not be empty", path);
     }
+    if (n > KWB_MAX_SINKS) {
+        return fail(ld, s, "'%s': at most %d sinks", path, KWB_MAX_SINKS);
+    }
     cfg->sinks = calloc(n, sizeof(*cfg->sinks));
     if (!cfg->sinks) {
         return fail(ld, s, "out of memory");

@@ -30,6 +30,9 @@ struct kwb_watch_conf {
     char *topic;             /* optional per-watch Kafka topic override */
 };
 
+/* The pipeline keeps one acknowledgement bit per sink and event. */
+#define KWB_MAX_SINKS 32
+
 struct kwb_sink_conf {
     char *type;                     /* "file", "kafka", "webhook" */
     char *name;                     /* `name` key or the type */

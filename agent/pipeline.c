@@ -60,6 +60,7 @@ void kwb_batch_reset(struct kwb_batch *b)
     b->n_items = 0;
     b->n_events = 0;
     b->applied = 0;
+    b->inflight = 0;
     b->next = b->prev = b->w_next = NULL;
 }
 
@@ -163,11 +164,6 @@ int kwb_batch_mark(struct kwb_batch *b, const char *rv)
 
 /* ---- the pipeline ------------------------------------------------------ */
 
-struct retry {
-    struct kwb_item *it;
-    int64_t due_ms;
-};
-
 struct psink {
     const struct kwb_sink_ops *ops;
     void *state;
@@ -179,8 +175,10 @@ struct psink {
     size_t cur_idx;
     int blocked;    /* last submit said -EAGAIN */
     size_t unacked; /* submitted, not acked */
-    struct retry *retries;
-    size_t n_retries, retries_cap;
+    uint32_t bit;   /* this sink's bit in kwb_item.acked */
+    /* After a failed delivery the cursor is rewound to the failed event and
+     * nothing is submitted before resume_ms (backoff). */
+    int64_t resume_ms;
     double retry_delay_s;
 };
 
@@ -209,6 +207,7 @@ struct kwb_pipeline {
     pthread_cond_t space;   /* workers: room below the queue bounds */
     pthread_cond_t ck_wake; /* checkpoint writer: a round or quit */
     struct kwb_batch *q_head, *q_tail;
+    uint64_t seq;           /* of the last batch taken in flight */
     size_t held;            /* items queued or in flight */
     size_t held_bytes;      /* their kwb_batch_bytes() */
     struct kwb_batch *pool; /* finished batches kept for reuse */
@@ -322,6 +321,7 @@ struct kwb_pipeline *kwb_pipeline_new(const struct kwb_config *cfg,
         s->conf = sc;
         s->stats = &metrics->sinks[i];
         s->retry_delay_s = cfg->sink_retry_initial_s;
+        s->bit = (uint32_t)1 << i;
         s->ops = kwb_sink_find(sc->type);
         if (!s->ops) {
             snprintf(errbuf, errsize, "%s:%d: unknown sink type '%s'",
@@ -434,7 +434,9 @@ static int take_queued(struct kwb_pipeline *p)
             it->batch = b;
             it->pending =
                 it->item_kind == KWB_ITEM_EVENT ? (uint8_t)p->n_sinks : 0;
+            it->acked = 0;
         }
+        b->seq = ++p->seq;
         w->unckpt_events += (int64_t)b->n_events;
         atomic_store_explicit(&p->metrics->watches[b->watch].checkpoint_lag,
                               w->unckpt_events, memory_order_relaxed);
@@ -488,26 +490,41 @@ static void fill_sink_event(const struct kwb_pipeline *p,
     ev->watch_id = wc->id;
 }
 
-static void schedule_retry(struct psink *s, struct kwb_item *it)
+/* Position of it in the in-flight order: before the sink's cursor? */
+static int before_cursor(const struct psink *s, const struct kwb_item *it)
 {
-    int64_t now = kwb_now_ms();
+    const struct kwb_batch *b = it->batch;
+
+    if (!s->cur) {
+        return 1; /* the cursor is past everything */
+    }
+    if (b->seq != s->cur->seq) {
+        return b->seq < s->cur->seq;
+    }
+    return (size_t)(it - b->items) < s->cur_idx;
+}
+
+/*
+ * A delivery failed and the event must go again. Resubmitting it alone
+ * while later events go on would let a later event of the same object
+ * overtake it (SPEC promise 4), so the sink's cursor goes back to it:
+ * after the backoff the sink gets this event and everything after it
+ * again, in order. Events it had already acknowledged may so reach it
+ * twice (at-least-once); their second acknowledgement is ignored.
+ */
+static void rewind_sink(struct psink *s, struct kwb_item *it)
+{
+    int64_t delay = (int64_t)(s->retry_delay_s * 1000.0);
+    int64_t due = kwb_now_ms() + (delay > 0 ? delay : 1);
     double d = s->retry_delay_s;
 
-    if (s->n_retries == s->retries_cap) {
-        size_t ncap = s->retries_cap ? s->retries_cap * 2 : 16;
-        struct retry *n = realloc(s->retries, ncap * sizeof(*n));
-        if (!n) {
-            /* Cannot remember it: retry on the next loop turn instead of
-             * losing it. */
-            KWB_ERROR("pipeline", "out of memory scheduling a retry");
-            return;
-        }
-        s->retries = n;
-        s->retries_cap = ncap;
+    if (before_cursor(s, it)) {
+        s->cur = it->batch;
+        s->cur_idx = (size_t)(it - it->batch->items);
     }
-    s->retries[s->n_retries].it = it;
-    s->retries[s->n_retries].due_ms = now + (int64_t)(d * 1000.0);
-    s->n_retries++;
+    if (due > s->resume_ms) {
+        s->resume_ms = due;
+    }
     s->retry_delay_s = d * 2 > s->p->cfg->sink_retry_max_s
                            ? s->p->cfg->sink_retry_max_s
                            : d * 2;
@@ -586,7 +603,14 @@ static void on_ack(void *opaque, uint64_t token, enum kwb_ack_status status,
     if (s->unacked > 0) {
         s->unacked--;
     }
+    if (it->batch->inflight > 0) {
+        it->batch->inflight--;
+    }
+    if (it->acked & s->bit) {
+        return; /* delivered before: this was a resubmission (rewind) */
+    }
     if (status == KWB_ACK_OK) {
+        it->acked |= s->bit;
         atomic_fetch_add_explicit(&s->stats->acked, 1, memory_order_relaxed);
         s->retry_delay_s = p->cfg->sink_retry_initial_s;
         item_acked(p, it);
@@ -601,6 +625,7 @@ static void on_ack(void *opaque, uint64_t token, enum kwb_ack_status status,
                    reason ? reason : "unknown");
         atomic_fetch_add_explicit(&s->stats->dead_letter, 1,
                                   memory_order_relaxed);
+        it->acked |= s->bit;
         item_acked(p, it);
         return;
     }
@@ -613,7 +638,7 @@ static void on_ack(void *opaque, uint64_t token, enum kwb_ack_status status,
                                           : "transient",
                    s->retry_delay_s, reason ? reason : "unknown");
     }
-    schedule_retry(s, it);
+    rewind_sink(s, it);
 }
 
 /* Submit one item to sink s; returns 0, -EAGAIN, or handles rejection. */
@@ -627,6 +652,7 @@ static int submit_one(struct kwb_pipeline *p, struct psink *s,
     rc = s->ops->submit(s->state, &ev, (uint64_t)(uintptr_t)it);
     if (rc == 0) {
         s->unacked++;
+        it->batch->inflight++;
         return 0;
     }
     if (rc == -EAGAIN) {
@@ -634,6 +660,7 @@ static int submit_one(struct kwb_pipeline *p, struct psink *s,
     }
     /* Rejected: never acked by the sink, so account for it here. */
     s->unacked++;
+    it->batch->inflight++;
     on_ack(s, (uint64_t)(uintptr_t)it, KWB_ACK_FAIL, strerror(-rc));
     return 0;
 }
@@ -642,30 +669,24 @@ static void submit_sink(struct kwb_pipeline *p, struct psink *s)
 {
     int64_t now = kwb_now_ms();
 
-    /* Due retries first: they are older than anything new. */
-    for (size_t i = 0; i < s->n_retries;) {
-        if (s->retries[i].due_ms > now) {
-            i++;
-            continue;
-        }
-        struct kwb_item *it = s->retries[i].it;
-        if (submit_one(p, s, it) == -EAGAIN) {
-            return;
-        }
-        memmove(&s->retries[i], &s->retries[i + 1],
-                (s->n_retries - i - 1) * sizeof(*s->retries));
-        s->n_retries--;
+    if (s->resume_ms > now) {
+        return; /* backing off after a failed delivery */
     }
     while (s->cur) {
         struct kwb_batch *b = s->cur;
         while (s->cur_idx < b->n_items) {
-            struct kwb_item *it = &b->items[s->cur_idx];
-            if (it->item_kind == KWB_ITEM_EVENT &&
-                submit_one(p, s, it) == -EAGAIN) {
+            struct kwb_item *it = &b->items[s->cur_idx++];
+            if (it->item_kind != KWB_ITEM_EVENT) {
+                continue;
+            }
+            if (submit_one(p, s, it) == -EAGAIN) {
+                s->cur_idx--;
                 s->blocked = 1;
                 return;
             }
-            s->cur_idx++;
+            if (s->resume_ms > now) {
+                return; /* rejected at once: the cursor went back to it */
+            }
         }
         if (!b->next) {
             return; /* stay at the end of the last batch */
@@ -890,7 +911,9 @@ static void advance_watch(struct kwb_pipeline *p, size_t wi)
                                   "will retry");
             return;
         }
-        if (b->applied < b->n_items) {
+        /* A rewound sink may have items of b in flight a second time after
+         * every sink acknowledged them: keep b until those acks are in. */
+        if (b->applied < b->n_items || b->inflight) {
             break;
         }
         /* A sink cursor may still be inside b only at its very end. */
@@ -1169,11 +1192,19 @@ static void *pipeline_main(void *arg)
          * events in flight (their acks come through polling). */
         int unacked = 0;
         for (size_t s = 0; s < p->n_sinks; s++) {
-            if (p->sinks[s].unacked || p->sinks[s].n_retries) {
+            if (p->sinks[s].unacked) {
                 unacked = 1;
             }
         }
         int wait_ms = unacked ? 2 : 50;
+        /* ... and no later than a sink's backoff ends. */
+        now = kwb_now_ms();
+        for (size_t s = 0; s < p->n_sinks; s++) {
+            int64_t left = p->sinks[s].resume_ms - now;
+            if (left > 0 && left < wait_ms) {
+                wait_ms = (int)left;
+            }
+        }
         pthread_mutex_lock(&p->lock);
         if (!p->q_head && !p->stopping && !p->ck_done) {
             struct timespec ts;
@@ -1264,7 +1295,6 @@ void kwb_pipeline_free(struct kwb_pipeline *p)
         if (p->sinks[i].dl_fd >= 0) {
             close(p->sinks[i].dl_fd);
         }
-        free(p->sinks[i].retries);
     }
     for (b = p->if_head; b; b = next) {
         next = b->next;

@@ -41,6 +41,7 @@ struct kwb_item {
     uint8_t type;            /* enum kwb_ev_type */
     uint8_t origin;          /* enum kwb_origin */
     uint8_t pending;         /* sinks that have not acked yet (pipeline) */
+    uint32_t acked;          /* bit s: sink s acknowledged it (pipeline) */
     struct kwb_batch *batch; /* back pointer, set at hand-off */
 };
 
@@ -63,6 +64,8 @@ struct kwb_batch {
     size_t n_events; /* items of kind EVENT */
     size_t applied;  /* items applied to the watch's checkpoint state */
     size_t touched;  /* most bytes its buffers held so far (pool) */
+    uint64_t seq;    /* hand-off order (pipeline) */
+    size_t inflight; /* submissions of its items not yet acked */
     /* From kwb_pipeline_batch: takes a pooled batch's buffers when it
      * first needs any (then NULL), so an idle worker's empty batch holds
      * none. */

@@ -68,6 +68,10 @@ BROKEN = [
     ("sink_init", CLUSTER + WATCHES + "sinks = (\n  { type = \"file\"; "
      "path = \"/x\";\n    rotate_keep = 0; }\n);\n",
      ":5: sinks[0] (file): 'rotate_keep'"),
+    ("too_many_sinks", CLUSTER + WATCHES + "sinks = (\n"
+     + ",\n".join('  { type = "file"; name = "f%d"; path = "/x%d"; }' % (i, i)
+                  for i in range(33)) + "\n);\n",
+     ":3: 'sinks': at most 32 sinks"),
     ("sink_init_missing_path", CLUSTER + WATCHES
      + 'sinks = (\n  { type = "file"; name = "audit"; }\n);\n',
      ":4: sinks[0] (audit): "),

@@ -147,11 +147,16 @@ class FileSink(TestCase):
         agent = self.agent(sinks=[{"type": "file", "path": path,
                                    "rotate_bytes": 20000,
                                    "rotate_keep": 2}]).start()
-        for i in range(120):
-            self.api.create("pods", pod("r-%03d" % i))
-        wait_for(lambda: any(e["name"] == "r-119"
-                             for e in read_events(path)),
-                 what="the last event")
+        # Rounds, each waited for: a sink batch is never split across
+        # files, and on a loaded machine 120 quick creates could arrive as
+        # two or three big batches, too few rotations for this test.
+        for r in range(6):
+            for i in range(20 * r, 20 * r + 20):
+                self.api.create("pods", pod("r-%03d" % i))
+            last = "r-%03d" % (20 * r + 19)
+            wait_for(lambda: any(e["name"] == last
+                                 for e in read_events(path)),
+                     what="event %s" % last)
         self.assertEqual(agent.stop(), 0)
         self.assertTrue(os.path.exists(path + ".1"))
         self.assertTrue(os.path.exists(path + ".2"))

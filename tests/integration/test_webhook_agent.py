@@ -10,7 +10,7 @@ import os
 
 from kwb import TestCase, main, metric, pod, wait_for, key
 from webhook_receiver import Receiver, make_certs
-from webhook_testlib import delivered
+from webhook_testlib import delivered, events_of
 
 SECRET = b"agent-hmac-secret"
 TOKEN = "agent-bearer-token"
@@ -34,7 +34,7 @@ class WebhookAgent(TestCase):
             self.rx.stop()
         super().tearDown()
 
-    def start(self, script=None, metrics=False, **sink_keys):
+    def start(self, script=None, metrics=False, pipeline=None, **sink_keys):
         self.rx = Receiver(tls=self.certs, secret=SECRET, token=TOKEN,
                            script=script)
         self.rx.start()
@@ -45,7 +45,9 @@ class WebhookAgent(TestCase):
                 "linger_ms": 20, "retry_initial_ms": 100,
                 "retry_max_ms": 500, "dead_letter_path": self.dead_letter}
         sink.update(sink_keys)
-        agent = self.agent(sinks=[sink], metrics=metrics).start()
+        sink = {k: v for k, v in sink.items() if v is not None}
+        agent = self.agent(sinks=[sink], metrics=metrics,
+                           pipeline=pipeline).start()
         wait_for(lambda: any(r["path"].endswith("/pods") and
                              "watch" in r.get("query", "")
                              for r in self.api.request_log()),
@@ -126,6 +128,54 @@ class WebhookAgent(TestCase):
         ms = [r for r in agent.log_records() if r.get("level") == "error"
               and "HTTP 400" in r.get("msg", "")]
         self.assertTrue(ms, agent.log()[-3000:])
+
+    def test_permanent_failure_without_dead_letter_keeps_object_order(self):
+        # No dead_letter_path: the failed event is resubmitted after the
+        # pipeline's backoff. Later events of the same object that the
+        # sink delivered meanwhile are sent again after it, so the
+        # receiver's last word on the object is its newest state (the old
+        # resubmit-alone left the stale event last).
+        agent = self.start(script=[{"status": 200},
+                                   {"status": 400, "body": "not now"}],
+                           dead_letter_path=None, batch_max_events=1,
+                           pipeline={"retry_initial_seconds": 0.3,
+                                     "retry_max_seconds": 1.0})
+        created = self.api.create("pods", pod("x"))
+        server_rvs = [int(created["metadata"]["resourceVersion"])]
+        wait_for(lambda: len(self.received()) >= 1, 20,
+                 what="the ADDED event")
+        for v in range(2, 6):
+            obj = self.api.patch("pods", "x",
+                                 {"metadata": {"labels": {"v": str(v)}}})
+            server_rvs.append(int(obj["metadata"]["resourceVersion"]))
+        newest = max(server_rvs)
+        wait_for(lambda: (self.received() and
+                          int(self.received()[-1]["resourceVersion"]) ==
+                          newest and
+                          len({e["resourceVersion"]
+                               for e in self.received()}) == 5), 30,
+                 what="every change, the newest last")
+        self.assertEqual(agent.stop(), 0)
+        events = self.received()
+        rvs = [int(e["resourceVersion"]) for e in events]
+        # Nothing lost, the newest state last.
+        self.assertEqual(sorted(set(rvs)), sorted(server_rvs))
+        self.assertEqual(rvs[-1], newest)
+        # From the retried event on, every later change follows in order.
+        failed = [r for r in self.rx.requests() if r["status"] == 400]
+        self.assertEqual(len(failed), 1)
+        failed_rv = int(events_of(failed[0]["body"],
+                                  failed[0]["headers"]["content-type"])[0]
+                        ["resourceVersion"])
+        retry_at = max(i for i, rv in enumerate(rvs) if rv == failed_rv)
+        tail = rvs[retry_at:]
+        self.assertEqual(tail, sorted(tail))
+        self.assertEqual(set(tail), {rv for rv in server_rvs
+                                     if rv >= failed_rv})
+        self.assertEqual(self.dead_letters(), [])
+        self.assertTrue(any("no dead_letter_path" in r.get("msg", "")
+                            for r in agent.log_records()),
+                        agent.log()[-3000:])
 
     def test_5xx_then_success_delivers_everything_once(self):
         agent = self.start(script=[{"status": 500}, {"status": 503},
