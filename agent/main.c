@@ -12,7 +12,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -121,16 +120,6 @@ int main(int argc, char **argv)
     int cfg_loaded = 0, curl_inited = 0;
     sigset_t sigs;
     struct stat st;
-
-    /* Fixed malloc thresholds instead of glibc's dynamic ones, which let
-     * the trim threshold grow to 64 MiB: the free top of a thread's arena
-     * (not returned by malloc_trim) is given back once it exceeds 1 MiB.
-     * Idle with 10k pods: 4.1 MB anonymous instead of 7 to 11. The mmap
-     * threshold is glibc's dynamic maximum: librdkafka's large buffers
-     * stay in the arenas (a 128 KiB threshold doubled the Kafka sink's CPU
-     * with mmap/munmap churn). */
-    mallopt(M_MMAP_THRESHOLD, 32 << 20);
-    mallopt(M_TRIM_THRESHOLD, 1 << 20);
 
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--config") == 0 || strcmp(argv[i], "-c") == 0) {
