@@ -613,7 +613,7 @@ static const struct key pipeline_keys[] = {
      .max = 16777216},
     {.name = "queue_bytes",
      .type = KT_SIZE,
-     .def = "4194304",
+     .def = "33554432",
      .help = "bytes of events in flight before watches block "
              "(backpressure)",
      .off = C(queue_bytes),

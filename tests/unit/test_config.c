@@ -354,7 +354,7 @@ static void test_defaults(void)
     CHECK_EQ_INT(cfg.max_event_bytes, 16 * 1024 * 1024);
     CHECK_EQ_INT(cfg.trim_managed_fields, 0);
     CHECK_EQ_INT(cfg.queue_events, 8192);
-    CHECK_EQ_INT(cfg.queue_bytes, 4 * 1024 * 1024);
+    CHECK_EQ_INT(cfg.queue_bytes, 32 * 1024 * 1024);
     CHECK_EQ_INT(cfg.shutdown_timeout_ms, 25000);
     CHECK_DBL(cfg.sink_retry_initial_s, 1.0);
     CHECK_DBL(cfg.sink_retry_max_s, 60.0);
