@@ -177,8 +177,11 @@ struct psink {
     size_t unacked; /* submitted, not acked */
     uint32_t bit;   /* this sink's bit in kwb_item.acked */
     /* After a failed delivery the cursor is rewound to the failed event and
-     * nothing is submitted before resume_ms (backoff). */
+     * nothing is submitted before resume_ms (backoff); then that event
+     * alone (the probe) until it is acknowledged, then the rest in order. */
     int64_t resume_ms;
+    struct kwb_item *probe;
+    int probe_sent;
     double retry_delay_s;
 };
 
@@ -508,9 +511,11 @@ static int before_cursor(const struct psink *s, const struct kwb_item *it)
  * A delivery failed and the event must go again. Resubmitting it alone
  * while later events go on would let a later event of the same object
  * overtake it (SPEC promise 4), so the sink's cursor goes back to it:
- * after the backoff the sink gets this event and everything after it
- * again, in order. Events it had already acknowledged may so reach it
- * twice (at-least-once); their second acknowledgement is ignored.
+ * after the backoff the sink gets this event alone, as often as it takes,
+ * and once it is acknowledged everything after it again, in order. Events
+ * the sink had already taken may so reach it twice (at-least-once; their
+ * second acknowledgement is ignored), once per recovery, not once per
+ * failed attempt.
  */
 static void rewind_sink(struct psink *s, struct kwb_item *it)
 {
@@ -521,6 +526,8 @@ static void rewind_sink(struct psink *s, struct kwb_item *it)
     if (before_cursor(s, it)) {
         s->cur = it->batch;
         s->cur_idx = (size_t)(it - it->batch->items);
+        s->probe = it;
+        s->probe_sent = 0;
     }
     if (due > s->resume_ms) {
         s->resume_ms = due;
@@ -611,6 +618,9 @@ static void on_ack(void *opaque, uint64_t token, enum kwb_ack_status status,
     }
     if (status == KWB_ACK_OK) {
         it->acked |= s->bit;
+        if (s->probe == it) {
+            s->probe = NULL; /* delivered: the events after it may follow */
+        }
         atomic_fetch_add_explicit(&s->stats->acked, 1, memory_order_relaxed);
         s->retry_delay_s = p->cfg->sink_retry_initial_s;
         item_acked(p, it);
@@ -626,6 +636,9 @@ static void on_ack(void *opaque, uint64_t token, enum kwb_ack_status status,
         atomic_fetch_add_explicit(&s->stats->dead_letter, 1,
                                   memory_order_relaxed);
         it->acked |= s->bit;
+        if (s->probe == it) {
+            s->probe = NULL;
+        }
         item_acked(p, it);
         return;
     }
@@ -669,8 +682,8 @@ static void submit_sink(struct kwb_pipeline *p, struct psink *s)
 {
     int64_t now = kwb_now_ms();
 
-    if (s->resume_ms > now) {
-        return; /* backing off after a failed delivery */
+    if (s->resume_ms > now || (s->probe && s->probe_sent)) {
+        return; /* backing off, or waiting for the probe's outcome */
     }
     while (s->cur) {
         struct kwb_batch *b = s->cur;
@@ -686,6 +699,10 @@ static void submit_sink(struct kwb_pipeline *p, struct psink *s)
             }
             if (s->resume_ms > now) {
                 return; /* rejected at once: the cursor went back to it */
+            }
+            if (s->probe) {
+                s->probe_sent = it == s->probe;
+                return; /* the probe goes alone */
             }
         }
         if (!b->next) {
@@ -889,6 +906,18 @@ static int commit_rv(struct pwatch *w)
 }
 
 /* Move the watch's low-water mark over every fully acked item. */
+/* Does a sink still have items of b to submit (rewound into it)? */
+static int cursor_inside(const struct kwb_pipeline *p,
+                         const struct kwb_batch *b)
+{
+    for (size_t s = 0; s < p->n_sinks; s++) {
+        if (p->sinks[s].cur == b && p->sinks[s].cur_idx < b->n_items) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static void advance_watch(struct kwb_pipeline *p, size_t wi)
 {
     struct pwatch *w = &p->watches[wi];
@@ -912,8 +941,9 @@ static void advance_watch(struct kwb_pipeline *p, size_t wi)
             return;
         }
         /* A rewound sink may have items of b in flight a second time after
-         * every sink acknowledged them: keep b until those acks are in. */
-        if (b->applied < b->n_items || b->inflight) {
+         * every sink acknowledged them, or still have to send them again:
+         * keep b until those acks are in and every cursor is past it. */
+        if (b->applied < b->n_items || b->inflight || cursor_inside(p, b)) {
             break;
         }
         /* A sink cursor may still be inside b only at its very end. */

@@ -7,9 +7,14 @@
  *   io         read the watch stream from streamd (the socket, framing
  *              included) + write every read to a file, one fsync at the
  *              end: the I/O floor
+ *   synclat    the latency floor of this machine's disk and scheduler:
+ *              lines fall due at --rate per second; every millisecond the
+ *              due lines are appended with one write and one fdatasync.
+ *              Latency of a line = fdatasync's return - its due time.
+ *              Prints p50/p99/p99.9/max (ms). Only with --only synclat.
  *
  * Usage: anchors --kind pods|events --events N --dir DIR [--port P]
- *                [--pool N] [--only parse|print|io]
+ *                [--pool N] [--only parse|print|io|synclat] [--rate R]
  * (--port: a running streamd serving --count >= N without --gate and no
  * other watch; without it the io anchor is skipped.)
  * One JSON line per anchor on stdout: wall and CPU seconds (process CPU,
@@ -223,15 +228,100 @@ out:
     return rc;
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+
+    return (x > y) - (x < y);
+}
+
+static double pctl(const double *v, uint64_t n, double p)
+{
+    uint64_t i = (uint64_t)(p / 100.0 * (double)(n - 1) + 0.5);
+
+    return v[i < n ? i : n - 1];
+}
+
+/* n lines at `rate` per second, written and fdatasync'd each millisecond. */
+static int anchor_synclat(uint64_t n, const char *dir, uint64_t rate)
+{
+    char path[4096];
+    double *lat = malloc(n * sizeof(*lat));
+    char *buf = malloc(WBUF);
+    int fd = -1, rc = -1;
+    uint64_t done = 0, k = 0;
+    double t0;
+
+    snprintf(path, sizeof(path), "%s/anchor-synclat.jsonl", dir);
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0644);
+    if (fd < 0 || !lat || !buf) {
+        goto out;
+    }
+    t0 = kwb_bgen_mono();
+    while (done < n) {
+        double now = kwb_bgen_mono();
+        /* lines done..due-1 are due by now */
+        uint64_t due = (uint64_t)((now - t0) * (double)rate) + 1;
+        size_t len = 0;
+        uint64_t first = done;
+
+        if (due > n) {
+            due = n;
+        }
+        while (done < due && len + lens[k % NLINES] <= WBUF) {
+            memcpy(buf + len, lines[k % NLINES], lens[k % NLINES]);
+            len += lens[k % NLINES];
+            k++;
+            done++;
+        }
+        if (len) {
+            if (write_all(fd, buf, len) < 0 || fdatasync(fd) < 0) {
+                goto out;
+            }
+            now = kwb_bgen_mono();
+            for (uint64_t i = first; i < done; i++) {
+                lat[i] = (now - (t0 + (double)i / (double)rate)) * 1000.0;
+            }
+        }
+        /* to the next millisecond */
+        {
+            double next =
+                t0 + (double)((uint64_t)((now - t0) * 1000.0) + 1) / 1000.0;
+            double wait = next - kwb_bgen_mono();
+
+            if (wait > 0) {
+                struct timespec ts = {0, (long)(wait * 1e9)};
+                nanosleep(&ts, NULL);
+            }
+        }
+    }
+    qsort(lat, n, sizeof(*lat), cmp_double);
+    printf("{\"anchor\":\"synclat\",\"kind\":\"%s\",\"events\":%" PRIu64
+           ",\"rate\":%" PRIu64 ",\"p50_ms\":%.3f,\"p99_ms\":%.3f,"
+           "\"p999_ms\":%.3f,\"max_ms\":%.3f}\n",
+           gen.resource, n, rate, pctl(lat, n, 50), pctl(lat, n, 99),
+           pctl(lat, n, 99.9), lat[n - 1]);
+    fflush(stdout);
+    rc = 0;
+out:
+    if (fd >= 0) {
+        close(fd);
+        unlink(path);
+    }
+    free(lat);
+    free(buf);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option lo[] = {
         {"kind", 1, NULL, 'k'}, {"events", 1, NULL, 'n'},
         {"dir", 1, NULL, 'd'},  {"port", 1, NULL, 'p'},
         {"pool", 1, NULL, 'P'}, {"only", 1, NULL, 'o'},
-        {NULL, 0, NULL, 0}};
+        {"rate", 1, NULL, 'r'}, {NULL, 0, NULL, 0}};
     const char *kind = "pods", *dir = ".", *only = NULL;
-    uint64_t n = 100000;
+    uint64_t n = 100000, rate = 10000;
     int port = 0, c, rc = 0;
 
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -254,13 +344,16 @@ int main(int argc, char **argv)
         case 'o':
             only = optarg;
             break;
+        case 'r':
+            rate = strtoull(optarg, NULL, 10);
+            break;
         default:
             fprintf(stderr, "usage: anchors --kind pods|events --events N "
                             "--dir DIR [--port P] [--only A]\n");
             return 2;
         }
     }
-    if (kwb_bgen_init(&gen, kind) < 0 || n == 0 || pool == 0) {
+    if (kwb_bgen_init(&gen, kind) < 0 || n == 0 || pool == 0 || rate == 0) {
         fprintf(stderr, "anchors: bad arguments\n");
         return 2;
     }
@@ -281,6 +374,9 @@ int main(int argc, char **argv)
     }
     if (port && (!only || strcmp(only, "io") == 0)) {
         rc |= anchor_io(n, dir, port);
+    }
+    if (only && strcmp(only, "synclat") == 0) {
+        rc |= anchor_synclat(n, dir, rate);
     }
     for (int i = 0; i < NLINES; i++) {
         free(lines[i]);

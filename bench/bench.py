@@ -441,10 +441,26 @@ def pct(sorted_v, p):
     return sorted_v[i]
 
 
+def synclat(a, n, rate):
+    """The machine's own floor for the latency figure: the same lines at
+    the same rate, one write + fdatasync per millisecond, nothing else
+    (anchors --only synclat)."""
+    d = fresh(a.tmp, "synclat")
+    p = subprocess.run(
+        [os.path.join(a.build, "bench", "anchors"), "--kind", "pods",
+         "--events", str(n), "--dir", d, "--only", "synclat", "--rate",
+         str(rate)], capture_output=True, text=True, check=True)
+    shutil.rmtree(d, ignore_errors=True)
+    return json.loads(p.stdout.splitlines()[-1])
+
+
 def bench_latency(a, res):
     rate = 10000
     secs = 3 if a.quick else 10
     n = rate * secs
+    # The floor right before and right after the agent, on the same disk
+    # in the same minute: this machine's stalls set the tail (BENCHMARKS.md).
+    floor_before = synclat(a, n, rate)
     shim = os.path.join(a.build, "bench", "libackspy.so")
     d_acks = os.path.join(a.tmp, "acks.bin")
     if os.path.exists(d_acks):
@@ -502,12 +518,19 @@ def bench_latency(a, res):
            "other_fsyncs": len(other),
            "other_fsync_max_ms": max((o[1] for o in other), default=0)}
     shutil.rmtree(d, ignore_errors=True)
+    floor_after = synclat(a, n, rate)
+    out["floor_before"] = floor_before
+    out["floor_after"] = floor_after
     log("latency at %d/s: p50 %.2f ms, p99 %.2f ms, max %.2f ms "
         "(%d events, %d fdatasyncs: p50 %.2f ms, p99 %.2f ms, max %.2f ms; "
         "%d other fsyncs, max %.2f ms)" %
         (rate, out["p50_ms"], out["p99_ms"], out["max_ms"], len(lat),
          len(acks), out["fdatasync_p50_ms"], out["fdatasync_p99_ms"],
          out["fdatasync_max_ms"], len(other), out["other_fsync_max_ms"]))
+    for name, f in (("before", floor_before), ("after", floor_after)):
+        log("latency floor %s (write + fdatasync each ms, no agent): "
+            "p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms" %
+            (name, f["p50_ms"], f["p99_ms"], f["p999_ms"], f["max_ms"]))
     res["latency"] = out
 
 
@@ -681,6 +704,12 @@ def table(res):
                     "  (target p99 < 10 ms: %s)" %
                     (la["rate"], la["p50_ms"], la["p99_ms"], la["max_ms"],
                      "met" if la["p99_ms"] < 10 else "NOT met"))
+        for name in ("floor_before", "floor_after"):
+            if name in la:
+                f = la[name]
+                rows.append("  machine floor (%s): p50 %.2f ms  p99 %.2f ms"
+                            "  max %.2f ms" % (name.split("_")[1], f["p50_ms"],
+                                               f["p99_ms"], f["max_ms"]))
     if "memory" in res:
         mm = res["memory"]
         rows.append("peak RSS idle, 10k objects: %.1f MB (target <= 10 MB: "
