@@ -471,6 +471,7 @@ static int take_queued(struct kwb_pipeline *p)
             it->pending =
                 it->item_kind == KWB_ITEM_EVENT ? (uint8_t)p->n_sinks : 0;
             it->acked = 0;
+            it->dead = 0;
         }
         b->seq = ++p->seq;
         w->unckpt_events += (int64_t)b->n_events;
@@ -647,7 +648,15 @@ static void on_ack(void *opaque, uint64_t token, enum kwb_ack_status status,
         it->batch->inflight--;
     }
     if (it->acked & s->bit) {
-        return; /* delivered before: this was a resubmission (rewind) */
+        /* Delivered before: this was a resubmission after a rewind. If it
+         * failed, an older event of the object may now be the sink's last
+         * word: rewind again (no dead letter: it was delivered). */
+        if (status != KWB_ACK_OK) {
+            rewind_sink(s, it);
+        } else if (s->probe == it) {
+            s->probe = NULL;
+        }
+        return;
     }
     if (status == KWB_ACK_OK) {
         it->acked |= s->bit;
@@ -669,6 +678,7 @@ static void on_ack(void *opaque, uint64_t token, enum kwb_ack_status status,
         atomic_fetch_add_explicit(&s->stats->dead_letter, 1,
                                   memory_order_relaxed);
         it->acked |= s->bit;
+        it->dead |= s->bit; /* never sent to this sink again (rewinds) */
         if (s->probe == it) {
             s->probe = NULL;
         }
@@ -722,7 +732,7 @@ static void submit_sink(struct kwb_pipeline *p, struct psink *s)
         struct kwb_batch *b = s->cur;
         while (s->cur_idx < b->n_items) {
             struct kwb_item *it = &b->items[s->cur_idx++];
-            if (it->item_kind != KWB_ITEM_EVENT) {
+            if (it->item_kind != KWB_ITEM_EVENT || (it->dead & s->bit)) {
                 continue;
             }
             if (submit_one(p, s, it) == -EAGAIN) {

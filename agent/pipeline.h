@@ -42,6 +42,7 @@ struct kwb_item {
     uint8_t origin;          /* enum kwb_origin */
     uint8_t pending;         /* sinks that have not acked yet (pipeline) */
     uint32_t acked;          /* bit s: sink s acknowledged it (pipeline) */
+    uint32_t dead;           /* bit s: sink s dead-lettered it (pipeline) */
     struct kwb_batch *batch; /* back pointer, set at hand-off */
 };
 

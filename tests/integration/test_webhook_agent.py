@@ -193,6 +193,50 @@ class WebhookAgent(TestCase):
                             for r in agent.log_records()),
                         agent.log()[-3000:])
 
+    def test_failed_resend_after_recovery_is_sent_again(self):
+        # As above, but the re-send of the change that went out during the
+        # failure fails too (after it had been delivered once): the
+        # pipeline goes back to it again, so the receiver does not end on
+        # the older change it got in between.
+        agent = self.start(script=[{"status": 200},
+                                   {"status": 400, "body": "not now",
+                                    "delay": 1.0},
+                                   {"status": 200},
+                                   {"status": 200},
+                                   {"status": 400, "body": "resend fails"}],
+                           dead_letter_path=None, batch_max_events=1,
+                           pipeline={"retry_initial_seconds": 0.3,
+                                     "retry_max_seconds": 1.0})
+        created = self.api.create("pods", pod("y"))
+        server_rvs = [int(created["metadata"]["resourceVersion"])]
+        wait_for(lambda: len(self.received()) >= 1, 20,
+                 what="the ADDED event")
+        for v in range(2, 4):
+            obj = self.api.patch("pods", "y",
+                                 {"metadata": {"labels": {"v": str(v)}}})
+            server_rvs.append(int(obj["metadata"]["resourceVersion"]))
+        newest = max(server_rvs)
+        wait_for(lambda: (self.received() and
+                          int(self.received()[-1]["resourceVersion"]) ==
+                          newest and
+                          len([r for r in self.rx.requests()
+                               if r["status"] == 400]) == 2), 30,
+                 what="the newest change last, after both failures")
+        self.assertEqual(agent.stop(), 0)
+        rvs = [int(e["resourceVersion"]) for e in self.received()]
+        statuses = [(r["status"],
+                     [int(e["resourceVersion"]) for e in
+                      events_of(r["body"], r["headers"]["content-type"])])
+                    for r in self.rx.requests()]
+        first, second, third = server_rvs
+        # 200 y@1; 400 y@2; 200 y@3 (queued behind it); 200 y@2 (probe);
+        # 400 y@3 (its re-send); then y@3 alone until it is through.
+        self.assertEqual(statuses[:5], [(200, [first]), (400, [second]),
+                                        (200, [third]), (200, [second]),
+                                        (400, [third])], statuses)
+        self.assertEqual(rvs[-1], third)
+        self.assertEqual(rvs, [first, third, second, third], statuses)
+
     def test_5xx_then_success_delivers_everything_once(self):
         agent = self.start(script=[{"status": 500}, {"status": 503},
                                    {"status": 502, "retry_after": "1"}])
