@@ -5,6 +5,10 @@
  * hand them over with kwb_pipeline_push(); the pipeline thread submits
  * every event to every sink, collects acks, and moves each watch's
  * checkpoint over the prefix of its items that every sink acknowledged.
+ * Each sink gets the events in stream order through its own cursor; after
+ * a failed delivery the cursor goes back to that event (sent alone until
+ * it is through, then the rest again), so per object a sink's last word
+ * is always the newest change.
  *
  * Thread: kwb_pipeline_push/kwb_batch_* run on watch workers; everything
  * else of the pipeline runs on its own thread, started by
