@@ -634,6 +634,17 @@ static int dead_letter(struct psink *s, struct kwb_item *it, const char *reason)
     return rc;
 }
 
+/* Sink s is done with it (delivered or dead-lettered): if it was the
+ * probe after a failure, the events after it may follow. */
+static void sink_done(struct psink *s, struct kwb_item *it)
+{
+    it->acked |= s->bit;
+    if (s->probe == it) {
+        s->probe = NULL;
+    }
+    item_acked(s->p, it);
+}
+
 static void on_ack(void *opaque, uint64_t token, enum kwb_ack_status status,
                    const char *reason)
 {
@@ -659,13 +670,9 @@ static void on_ack(void *opaque, uint64_t token, enum kwb_ack_status status,
         return;
     }
     if (status == KWB_ACK_OK) {
-        it->acked |= s->bit;
-        if (s->probe == it) {
-            s->probe = NULL; /* delivered: the events after it may follow */
-        }
         atomic_fetch_add_explicit(&s->stats->acked, 1, memory_order_relaxed);
         s->retry_delay_s = p->cfg->sink_retry_initial_s;
-        item_acked(p, it);
+        sink_done(s, it);
         return;
     }
     if (status == KWB_ACK_FAIL && dead_letter(s, it, reason) == 0) {
@@ -677,12 +684,8 @@ static void on_ack(void *opaque, uint64_t token, enum kwb_ack_status status,
                    reason ? reason : "unknown");
         atomic_fetch_add_explicit(&s->stats->dead_letter, 1,
                                   memory_order_relaxed);
-        it->acked |= s->bit;
         it->dead |= s->bit; /* never sent to this sink again (rewinds) */
-        if (s->probe == it) {
-            s->probe = NULL;
-        }
-        item_acked(p, it);
+        sink_done(s, it);
         return;
     }
     {
@@ -1263,20 +1266,21 @@ static void *pipeline_main(void *arg)
         }
         /* Idle: sleep until a batch arrives, briefly when sinks have
          * events in flight (their acks come through polling). */
-        int unacked = 0;
-        for (size_t s = 0; s < p->n_sinks; s++) {
-            if (p->sinks[s].unacked) {
-                unacked = 1;
-            }
-        }
-        int wait_ms = unacked ? 2 : 50;
         /* ... and no later than a sink's backoff ends. */
+        int wait_ms = 50;
+        int64_t backoff_ms = INT64_MAX;
         now = kwb_now_ms();
         for (size_t s = 0; s < p->n_sinks; s++) {
             int64_t left = p->sinks[s].resume_ms - now;
-            if (left > 0 && left < wait_ms) {
-                wait_ms = (int)left;
+            if (p->sinks[s].unacked) {
+                wait_ms = 2;
             }
+            if (left > 0 && left < backoff_ms) {
+                backoff_ms = left;
+            }
+        }
+        if (backoff_ms < wait_ms) {
+            wait_ms = (int)backoff_ms;
         }
         pthread_mutex_lock(&p->lock);
         if (!p->q_head && !p->stopping && !p->ck_done) {

@@ -40,6 +40,7 @@ struct kwb_store {
     size_t rec_bytes;
 };
 
+/* The final mix of both hashes; never 0 (0 marks an empty slot). */
 static uint64_t mix64(uint64_t h)
 {
     h ^= h >> 33;
@@ -62,17 +63,14 @@ static uint64_t hash_uuid(const unsigned char p[16])
 
 static uint64_t hash_bytes(const char *p, size_t n)
 {
-    /* FNV-1a, then a final mix; never 0 (0 marks an empty slot). */
+    /* FNV-1a, then the final mix. */
     uint64_t h = 1469598103934665603ull;
 
     for (size_t i = 0; i < n; i++) {
         h ^= (unsigned char)p[i];
         h *= 1099511628211ull;
     }
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdull;
-    h ^= h >> 33;
-    return h ? h : 1;
+    return mix64(h);
 }
 
 /* 1 + the value of a lower-case hex digit; 0 for any other byte. */
