@@ -129,6 +129,28 @@ class WebhookAgent(TestCase):
               and "HTTP 400" in r.get("msg", "")]
         self.assertTrue(ms, agent.log()[-3000:])
 
+    def start_rejecting(self, script):
+        """An agent whose webhook answers by `script`, one event per
+        request, without a dead-letter file: failed events are retried by
+        the pipeline (after 0.3 s, doubling up to 1 s)."""
+        return self.start(script=script, dead_letter_path=None,
+                          batch_max_events=1,
+                          pipeline={"retry_initial_seconds": 0.3,
+                                    "retry_max_seconds": 1.0})
+
+    def change(self, name, versions):
+        """Create pod `name`, wait for its ADDED event at the receiver,
+        then patch it `versions` - 1 times; the server's RVs in order."""
+        created = self.api.create("pods", pod(name))
+        rvs = [int(created["metadata"]["resourceVersion"])]
+        wait_for(lambda: len(self.received()) >= 1, 20,
+                 what="the ADDED event")
+        for v in range(2, versions + 1):
+            obj = self.api.patch("pods", name,
+                                 {"metadata": {"labels": {"v": str(v)}}})
+            rvs.append(int(obj["metadata"]["resourceVersion"]))
+        return rvs
+
     def test_permanent_failure_without_dead_letter_keeps_object_order(self):
         # No dead_letter_path: the failed event is resubmitted alone after
         # the pipeline's backoff, as often as it takes (three 400s here).
@@ -140,23 +162,13 @@ class WebhookAgent(TestCase):
         # queued in the sink behind it (the sink holds one batch besides
         # the one in flight) and goes out (200) before the pipeline learns
         # of the failure; the two retries fail too.
-        agent = self.start(script=[{"status": 200},
-                                   {"status": 400, "body": "not now",
-                                    "delay": 1.0},
-                                   {"status": 200},
-                                   {"status": 400, "body": "not yet"},
-                                   {"status": 400, "body": "still not"}],
-                           dead_letter_path=None, batch_max_events=1,
-                           pipeline={"retry_initial_seconds": 0.3,
-                                     "retry_max_seconds": 1.0})
-        created = self.api.create("pods", pod("x"))
-        server_rvs = [int(created["metadata"]["resourceVersion"])]
-        wait_for(lambda: len(self.received()) >= 1, 20,
-                 what="the ADDED event")
-        for v in range(2, 6):
-            obj = self.api.patch("pods", "x",
-                                 {"metadata": {"labels": {"v": str(v)}}})
-            server_rvs.append(int(obj["metadata"]["resourceVersion"]))
+        agent = self.start_rejecting([{"status": 200},
+                                      {"status": 400, "body": "not now",
+                                       "delay": 1.0},
+                                      {"status": 200},
+                                      {"status": 400, "body": "not yet"},
+                                      {"status": 400, "body": "still not"}])
+        server_rvs = self.change("x", 5)
         newest = max(server_rvs)
         wait_for(lambda: (self.received() and
                           int(self.received()[-1]["resourceVersion"]) ==
@@ -198,23 +210,14 @@ class WebhookAgent(TestCase):
         # failure fails too (after it had been delivered once): the
         # pipeline goes back to it again, so the receiver does not end on
         # the older change it got in between.
-        agent = self.start(script=[{"status": 200},
-                                   {"status": 400, "body": "not now",
-                                    "delay": 1.0},
-                                   {"status": 200},
-                                   {"status": 200},
-                                   {"status": 400, "body": "resend fails"}],
-                           dead_letter_path=None, batch_max_events=1,
-                           pipeline={"retry_initial_seconds": 0.3,
-                                     "retry_max_seconds": 1.0})
-        created = self.api.create("pods", pod("y"))
-        server_rvs = [int(created["metadata"]["resourceVersion"])]
-        wait_for(lambda: len(self.received()) >= 1, 20,
-                 what="the ADDED event")
-        for v in range(2, 4):
-            obj = self.api.patch("pods", "y",
-                                 {"metadata": {"labels": {"v": str(v)}}})
-            server_rvs.append(int(obj["metadata"]["resourceVersion"]))
+        agent = self.start_rejecting([{"status": 200},
+                                      {"status": 400, "body": "not now",
+                                       "delay": 1.0},
+                                      {"status": 200},
+                                      {"status": 200},
+                                      {"status": 400,
+                                       "body": "resend fails"}])
+        server_rvs = self.change("y", 3)
         newest = max(server_rvs)
         wait_for(lambda: (self.received() and
                           int(self.received()[-1]["resourceVersion"]) ==
