@@ -73,34 +73,80 @@ static uint64_t hash_bytes(const char *p, size_t n)
     return mix64(h);
 }
 
-/* 1 + the value of a lower-case hex digit; 0 for any other byte. */
-static const uint8_t hex_tab[256] = {
-    ['0'] = 1,  ['1'] = 2,  ['2'] = 3,  ['3'] = 4,  ['4'] = 5,  ['5'] = 6,
-    ['6'] = 7,  ['7'] = 8,  ['8'] = 9,  ['9'] = 10, ['a'] = 11, ['b'] = 12,
-    ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16,
-};
+/* Eight ASCII characters (little-endian word) as lower-case hex digits:
+ * the four bytes they spell, first pair in the lowest byte; -1 when any
+ * character is not one of 0-9a-f. SWAR: no loop, no table. */
+static int64_t hex8(uint64_t x)
+{
+    const uint64_t ones = 0x0101010101010101ull;
+    /* Digits: low nibble; letters a-f: low nibble 1-6 + 9 (bit 6 set). */
+    uint64_t n = (x & 0x0f0f0f0f0f0f0f0full) + ((x >> 6) & ones) * 9;
+    /* Spell n back ('0' + n, + 39 more from 10 on): a byte that is not a
+     * lower-case hex digit never spells itself, once n < 16 is checked. */
+    uint64_t letter = ((n + 0x0606060606060606ull) >> 4) & ones;
+    uint64_t spelled = n + 0x3030303030303030ull + letter * 39;
+
+    if (spelled != x || ((n + 0x7070707070707070ull) & 0x8080808080808080ull)) {
+        return -1;
+    }
+    /* Nibble pairs to bytes, then the four bytes together. */
+    n = ((n << 4) | (n >> 8)) & 0x00ff00ff00ff00ffull;
+    n = (n | (n >> 8)) & 0x0000ffff0000ffffull;
+    return (int64_t)((n | (n >> 16)) & 0xffffffffull);
+}
+
+/* Little-endian loads: the first character in the lowest byte. */
+static uint64_t load64(const unsigned char *p)
+{
+    uint64_t v;
+
+    memcpy(&v, p, 8);
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    v = __builtin_bswap64(v);
+#endif
+    return v;
+}
+
+static uint64_t load32x2(const unsigned char *a, const unsigned char *b)
+{
+    uint32_t lo, hi;
+
+    memcpy(&lo, a, 4);
+    memcpy(&hi, b, 4);
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    lo = __builtin_bswap32(lo);
+    hi = __builtin_bswap32(hi);
+#endif
+    return (uint64_t)lo | (uint64_t)hi << 32;
+}
 
 /* Pack a canonical lower-case UUID into 16 bytes; 0 on success. Hot:
- * every event's uid passes here twice (live and committed store). */
+ * every event's uid passes here three times (lookup, live and committed
+ * store), so the 32 digits go as four words of eight ("8-4-4-4-12"). */
 static int uuid_pack(const char *uid, size_t len, unsigned char out[16])
 {
-    /* Offsets of the 16 hex pairs in "8-4-4-4-12". */
-    static const uint8_t pos[16] = {0,  2,  4,  6,  9,  11, 14, 16,
-                                    19, 21, 24, 26, 28, 30, 32, 34};
     const unsigned char *u = (const unsigned char *)uid;
-    unsigned bad = 0;
+    int64_t w[4];
 
     if (len != 36 || u[8] != '-' || u[13] != '-' || u[18] != '-' ||
         u[23] != '-') {
         return -1;
     }
-    for (int i = 0; i < 16; i++) {
-        unsigned hi = hex_tab[u[pos[i]]], lo = hex_tab[u[pos[i] + 1]];
-
-        bad |= (hi == 0) | (lo == 0);
-        out[i] = (unsigned char)((hi - 1) << 4 | (lo - 1));
+    w[0] = hex8(load64(u));
+    w[1] = hex8(load32x2(u + 9, u + 14));
+    w[2] = hex8(load32x2(u + 19, u + 24));
+    w[3] = hex8(load64(u + 28));
+    if ((w[0] | w[1] | w[2] | w[3]) < 0) {
+        return -1;
     }
-    return bad ? -1 : 0;
+    for (int i = 0; i < 4; i++) {
+        uint32_t v = (uint32_t)w[i]; /* first byte lowest */
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+        v = __builtin_bswap32(v);
+#endif
+        memcpy(out + 4 * i, &v, 4);
+    }
+    return 0;
 }
 
 static void uuid_unpack(const unsigned char in[16], char out[37])

@@ -618,8 +618,6 @@ static int on_line(void *opaque, const char *line, size_t len)
         return 0;
     }
     atomic_fetch_add_explicit(&w->stats->received[t], 1, memory_order_relaxed);
-    atomic_store_explicit(&w->stats->last_event_ms, kwb_now_ms(),
-                          memory_order_relaxed);
     if (kwb_event_span_str(&ev.object.uid, uid, sizeof(uid)) < 0 ||
         kwb_event_span_str(&ev.object.resource_version, rv, sizeof(rv)) < 0 ||
         kwb_event_span_str(&ev.object.name, name, sizeof(name)) < 0 ||
@@ -695,7 +693,17 @@ static int on_data(void *opaque, const char *data, size_t len)
         mark_synced(w);
     }
 
-    return kwb_framer_feed(&w->framer, data, len, on_line, on_oversize, w) != 0;
+    /* One clock read per network read, not per event: the events in it
+     * were all observed now. */
+    int before = w->stream_events;
+    kwb_event_ctx_stamp(&w->ectx);
+    int rc = kwb_framer_feed(&w->framer, data, len, on_line, on_oversize, w);
+    kwb_event_ctx_unstamp(&w->ectx);
+    if (w->stream_events != before) {
+        atomic_store_explicit(&w->stats->last_event_ms, kwb_now_ms(),
+                              memory_order_relaxed);
+    }
+    return rc != 0;
 }
 
 static int on_idle(void *opaque)

@@ -174,9 +174,56 @@ static void test_mark_and_clone(void)
     kwb_store_free(s);
 }
 
+/* Every byte value at every position of a UUID: each variant is its own
+ * key (whether it is packed or kept as a string), round-trips byte for
+ * byte, and none is confused with another. Catches a packing that is not
+ * one-to-one or that accepts a byte outside 0-9a-f. */
+static void test_uuid_variants(void)
+{
+    static const char base[] = "0b5c3c7e-8f00-4a8e-9d2a-6f1f2c3d4e5f";
+    struct kwb_store *s = kwb_store_new();
+    struct kwb_store_entry e;
+    char uid[37], rv[16];
+    size_t n = 0;
+    int bad = 0;
+
+    CHECK(s != NULL);
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t pos = 0; pos < 36; pos++) {
+            for (int c = 1; c < 256; c++) {
+                memcpy(uid, base, sizeof(base));
+                uid[pos] = (char)c;
+                snprintf(rv, sizeof(rv), "%zu", pos * 256 + (size_t)c);
+                if (pass == 0) {
+                    if (c == base[pos]) {
+                        continue;
+                    }
+                    bad |= kwb_store_put(s, uid, rv, "v", "ns") != 0;
+                    n++;
+                } else if (c != base[pos]) {
+                    const char *got = kwb_store_get_rv(s, uid);
+                    bad |= !got || strcmp(got, rv) != 0;
+                    bad |= kwb_store_lookup(s, uid, &e) != 0 ||
+                           strcmp(e.uid, uid) != 0;
+                }
+            }
+        }
+    }
+    CHECK(!bad);
+    CHECK_EQ_INT((int)kwb_store_count(s), (int)n);
+    CHECK(kwb_store_get_rv(s, base) == NULL);
+    /* Every lower-case hex digit in every digit position, one at a time,
+     * then the original: still distinct. */
+    CHECK_EQ_INT(kwb_store_put(s, base, "orig", "v", "ns"), 0);
+    CHECK_EQ_STR(kwb_store_get_rv(s, base), "orig");
+    CHECK_EQ_INT((int)kwb_store_count(s), (int)n + 1);
+    kwb_store_free(s);
+}
+
 int main(void)
 {
     test_basic();
+    test_uuid_variants();
     test_churn();
     test_mark_and_clone();
     return check_report();
