@@ -38,6 +38,7 @@ struct kwb_store {
     char **ns; /* interned namespaces, open addressing */
     size_t ns_cap, ns_count;
     size_t rec_bytes;
+    uint64_t version; /* changes whenever slots move or appear */
 };
 
 /* The final mix of both hashes; never 0 (0 marks an empty slot). */
@@ -295,25 +296,36 @@ static size_t find_slot(const struct kwb_store *s, const char *uid, size_t len,
     return i;
 }
 
-struct key {
-    const char *uid;
-    size_t len;
-    unsigned char packed_buf[16];
-    const unsigned char *packed;
-    uint64_t hash;
-};
+static const unsigned char *pos_packed(const struct kwb_store_pos *k)
+{
+    return k->packed ? k->packed_buf : NULL;
+}
 
-static void make_key(const char *uid, struct key *k)
+static void make_key(const char *uid, struct kwb_store_pos *k)
 {
     k->uid = uid;
     k->len = strlen(uid);
-    k->packed = NULL;
-    if (uuid_pack(uid, k->len, k->packed_buf) == 0) {
-        k->packed = k->packed_buf;
-        k->hash = hash_uuid(k->packed_buf);
-    } else {
-        k->hash = hash_bytes(uid, k->len);
+    k->packed = uuid_pack(uid, k->len, k->packed_buf) == 0;
+    k->hash = k->packed ? hash_uuid(k->packed_buf) : hash_bytes(uid, k->len);
+}
+
+/* Key and slot of uid in s. */
+static void locate(const struct kwb_store *s, const char *uid,
+                   struct kwb_store_pos *k)
+{
+    make_key(uid, k);
+    k->slot = find_slot(s, uid, k->len, pos_packed(k), k->hash);
+    k->version = s->version;
+}
+
+/* The slot of a located key, found again if the slots changed since. */
+static size_t pos_slot(const struct kwb_store *s, struct kwb_store_pos *k)
+{
+    if (k->version != s->version) {
+        k->slot = find_slot(s, k->uid, k->len, pos_packed(k), k->hash);
+        k->version = s->version;
     }
+    return k->slot;
 }
 
 static int grow(struct kwb_store *s)
@@ -337,18 +349,17 @@ static int grow(struct kwb_store *s)
     free(s->slots);
     s->slots = n;
     s->cap = ncap;
+    s->version++;
     return 0;
 }
 
 /* The record of uid, or NULL. */
 static struct rec *find_rec(const struct kwb_store *s, const char *uid)
 {
-    struct key k;
-    size_t i;
+    struct kwb_store_pos k;
 
-    make_key(uid, &k);
-    i = find_slot(s, uid, k.len, k.packed, k.hash);
-    return s->slots[i].hash ? s->slots[i].rec : NULL;
+    locate(s, uid, &k);
+    return s->slots[k.slot].hash ? s->slots[k.slot].rec : NULL;
 }
 
 const char *kwb_store_get_rv(const struct kwb_store *s, const char *uid)
@@ -356,6 +367,13 @@ const char *kwb_store_get_rv(const struct kwb_store *s, const char *uid)
     const struct rec *r = find_rec(s, uid);
 
     return r ? rec_rv(r) : NULL;
+}
+
+const char *kwb_store_find(const struct kwb_store *s, const char *uid,
+                           struct kwb_store_pos *pos)
+{
+    locate(s, uid, pos);
+    return s->slots[pos->slot].hash ? rec_rv(s->slots[pos->slot].rec) : NULL;
 }
 
 int kwb_store_lookup(const struct kwb_store *s, const char *uid,
@@ -370,7 +388,7 @@ int kwb_store_lookup(const struct kwb_store *s, const char *uid,
     return 0;
 }
 
-static struct rec *rec_new(const struct key *k, const char *rv,
+static struct rec *rec_new(const struct kwb_store_pos *k, const char *rv,
                            const char *name, const char *ns, uint32_t gen,
                            size_t *bytes)
 {
@@ -393,7 +411,7 @@ static struct rec *rec_new(const struct key *k, const char *rv,
     r->uid_len = (uint8_t)uid_len;
     r->rv_len = (uint8_t)rv_len;
     r->name_len = (uint8_t)name_len;
-    memcpy(r->data, k->packed ? (const char *)k->packed : k->uid, uid_len);
+    memcpy(r->data, k->packed ? (const char *)k->packed_buf : k->uid, uid_len);
     memcpy(r->data + uid_len, rv, rv_len + 1);
     memcpy(r->data + uid_len + rv_len + 1, name, name_len + 1);
     *bytes = size;
@@ -403,7 +421,15 @@ static struct rec *rec_new(const struct key *k, const char *rv,
 int kwb_store_put(struct kwb_store *s, const char *uid, const char *rv,
                   const char *name, const char *namespace_)
 {
-    struct key k;
+    struct kwb_store_pos k;
+
+    locate(s, uid, &k);
+    return kwb_store_put_at(s, &k, rv, name, namespace_);
+}
+
+int kwb_store_put_at(struct kwb_store *s, struct kwb_store_pos *k,
+                     const char *rv, const char *name, const char *namespace_)
+{
     const char *ns;
     struct rec *r, *old;
     size_t i, bytes;
@@ -411,8 +437,7 @@ int kwb_store_put(struct kwb_store *s, const char *uid, const char *rv,
     if ((s->count + 1) * 4 > s->cap * 3 && grow(s) < 0) {
         return -ENOMEM;
     }
-    make_key(uid, &k);
-    i = find_slot(s, uid, k.len, k.packed, k.hash);
+    i = pos_slot(s, k);
     old = s->slots[i].hash ? s->slots[i].rec : NULL;
     if (old && strcmp(rec_name(old), name) == 0 &&
         strcmp(old->ns, namespace_ ? namespace_ : "") == 0) {
@@ -431,11 +456,11 @@ int kwb_store_put(struct kwb_store *s, const char *uid, const char *rv,
     if (!ns) {
         return -ENOMEM;
     }
-    r = rec_new(&k, rv, name, ns, s->gen, &bytes);
+    r = rec_new(k, rv, name, ns, s->gen, &bytes);
     if (!r) {
         /* Over-long fields cannot be Kubernetes values; report as -EINVAL
          * only when that was the cause. */
-        if (strlen(rv) > 255 || strlen(name) > 255 || k.len > 255) {
+        if (strlen(rv) > 255 || strlen(name) > 255 || k->len > 255) {
             return -EINVAL;
         }
         return -ENOMEM;
@@ -446,8 +471,9 @@ int kwb_store_put(struct kwb_store *s, const char *uid, const char *rv,
         free(old);
     } else {
         s->count++;
+        s->version++;
     }
-    s->slots[i].hash = k.hash;
+    s->slots[i].hash = k->hash;
     s->slots[i].rec = r;
     s->rec_bytes += bytes;
     return 0;
@@ -455,12 +481,18 @@ int kwb_store_put(struct kwb_store *s, const char *uid, const char *rv,
 
 int kwb_store_del(struct kwb_store *s, const char *uid)
 {
-    struct key k;
+    struct kwb_store_pos k;
+
+    locate(s, uid, &k);
+    return kwb_store_del_at(s, &k);
+}
+
+int kwb_store_del_at(struct kwb_store *s, struct kwb_store_pos *k)
+{
     size_t i, j;
     struct rec *r;
 
-    make_key(uid, &k);
-    i = find_slot(s, uid, k.len, k.packed, k.hash);
+    i = pos_slot(s, k);
     if (!s->slots[i].hash) {
         return 0;
     }
@@ -468,6 +500,7 @@ int kwb_store_del(struct kwb_store *s, const char *uid)
     s->rec_bytes -= sizeof(*r) + r->uid_len + r->rv_len + 1 + r->name_len + 1;
     free(r);
     s->count--;
+    s->version++;
     /* Backward-shift deletion keeps probe chains intact. */
     j = i;
     for (;;) {
