@@ -290,6 +290,7 @@ static int collect_vanished(void *opaque, const struct kwb_store_entry *e)
 static int diff_item(struct kwb_watch *w, const struct kwb_jobj *o, int skip)
 {
     char uid[512], rv[512], name[512], ns[512], err[256];
+    struct kwb_store_pos pos;
     const char *known;
     int rc;
 
@@ -303,7 +304,7 @@ static int diff_item(struct kwb_watch *w, const struct kwb_jobj *o, int skip)
              "resourceVersion skipped");
         return 0;
     }
-    known = kwb_store_get_rv(w->live, uid);
+    known = kwb_store_find(w->live, uid, &pos);
     if (known && strcmp(known, rv) == 0) {
         kwb_store_mark_seen(w->live, uid);
         return 0;
@@ -324,7 +325,7 @@ static int diff_item(struct kwb_watch *w, const struct kwb_jobj *o, int skip)
         }
     }
     if (rc == 0) {
-        rc = kwb_store_put(w->live, uid, rv, name, ns);
+        rc = kwb_store_put_at(w->live, &pos, rv, name, ns);
     }
     return rc;
 }
@@ -527,6 +528,7 @@ static int on_line(void *opaque, const char *line, size_t len)
     struct kwb_jevent ev;
     struct kwb_jerr jerr = {0, NULL};
     char uid[512], rv[512], name[512], ns[512], err[256];
+    struct kwb_store_pos pos;
     const char *known;
     int t, rc;
 
@@ -621,8 +623,6 @@ static int on_line(void *opaque, const char *line, size_t len)
         return 0;
     }
     atomic_fetch_add_explicit(&w->stats->received[t], 1, memory_order_relaxed);
-    atomic_store_explicit(&w->stats->last_event_ms, kwb_now_ms(),
-                          memory_order_relaxed);
     if (kwb_event_span_str(&ev.object.uid, uid, sizeof(uid)) < 0 ||
         kwb_event_span_str(&ev.object.resource_version, rv, sizeof(rv)) < 0 ||
         kwb_event_span_str(&ev.object.name, name, sizeof(name)) < 0 ||
@@ -636,7 +636,7 @@ static int on_line(void *opaque, const char *line, size_t len)
                            kwb_ev_type_names[t]);
     }
     w->stream_events++;
-    known = kwb_store_get_rv(w->live, uid);
+    known = kwb_store_find(w->live, uid, &pos);
     if (known && strcmp(known, rv) == 0) {
         /* Already delivered (a replay after a reconnect): drop it, but the
          * resume point still moves. */
@@ -656,8 +656,8 @@ static int on_line(void *opaque, const char *line, size_t len)
     }
     count_emitted(w, (enum kwb_ev_type)t, KWB_ORIGIN_WATCH);
     if (t == KWB_EV_DELETED) {
-        kwb_store_del(w->live, uid);
-    } else if (kwb_store_put(w->live, uid, rv, name, ns) < 0) {
+        kwb_store_del_at(w->live, &pos);
+    } else if (kwb_store_put_at(w->live, &pos, rv, name, ns) < 0) {
         return stream_fail(w, END_ERROR, "out of memory");
     }
     if (set_rv(w, rv) < 0) {
@@ -698,7 +698,17 @@ static int on_data(void *opaque, const char *data, size_t len)
         mark_synced(w);
     }
 
-    return kwb_framer_feed(&w->framer, data, len, on_line, on_oversize, w) != 0;
+    /* One clock read per network read, not per event: the events in it
+     * were all observed now. */
+    int before = w->stream_events;
+    kwb_event_ctx_stamp(&w->ectx);
+    int rc = kwb_framer_feed(&w->framer, data, len, on_line, on_oversize, w);
+    kwb_event_ctx_unstamp(&w->ectx);
+    if (w->stream_events != before) {
+        atomic_store_explicit(&w->stats->last_event_ms, kwb_now_ms(),
+                              memory_order_relaxed);
+    }
+    return rc != 0;
 }
 
 static int on_idle(void *opaque)
