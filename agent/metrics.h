@@ -89,5 +89,9 @@ int kwb_metrics_healthy(const struct kwb_metrics *m, int64_t now_ms);
 
 /* CLOCK_MONOTONIC in milliseconds. */
 int64_t kwb_now_ms(void);
+/* The same clock at the kernel tick's resolution (a few ms), for the
+ * timestamps the hot path keeps per network read (stall detection, last
+ * event age): several times cheaper to read. */
+int64_t kwb_now_coarse_ms(void);
 
 #endif

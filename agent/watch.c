@@ -705,7 +705,7 @@ static int on_data(void *opaque, const char *data, size_t len)
     int rc = kwb_framer_feed(&w->framer, data, len, on_line, on_oversize, w);
     kwb_event_ctx_unstamp(&w->ectx);
     if (w->stream_events != before) {
-        atomic_store_explicit(&w->stats->last_event_ms, kwb_now_ms(),
+        atomic_store_explicit(&w->stats->last_event_ms, kwb_now_coarse_ms(),
                               memory_order_relaxed);
     }
     return rc != 0;
