@@ -307,7 +307,7 @@ static void on_retried(void *opaque, uint64_t n)
 {
     struct psink *s = opaque;
 
-    atomic_fetch_add_explicit(&s->stats->retries, n, memory_order_relaxed);
+    kwb_counter_add(&s->stats->retries, n);
 }
 
 struct kwb_pipeline *kwb_pipeline_new(const struct kwb_config *cfg,
@@ -569,7 +569,7 @@ static void rewind_sink(struct psink *s, struct kwb_item *it)
     s->retry_delay_s = d * 2 > s->p->cfg->sink_retry_max_s
                            ? s->p->cfg->sink_retry_max_s
                            : d * 2;
-    atomic_fetch_add_explicit(&s->stats->retries, 1, memory_order_relaxed);
+    kwb_counter_add(&s->stats->retries, 1);
 }
 
 static void item_acked(struct kwb_pipeline *p, struct kwb_item *it);
@@ -670,7 +670,7 @@ static void on_ack(void *opaque, uint64_t token, enum kwb_ack_status status,
         return;
     }
     if (status == KWB_ACK_OK) {
-        atomic_fetch_add_explicit(&s->stats->acked, 1, memory_order_relaxed);
+        kwb_counter_add(&s->stats->acked, 1);
         s->retry_delay_s = p->cfg->sink_retry_initial_s;
         sink_done(s, it);
         return;
@@ -682,8 +682,7 @@ static void on_ack(void *opaque, uint64_t token, enum kwb_ack_status status,
                             NULL};
         kwb_log_kv(KWB_LOG_WARN, "pipeline", kv, "event dead-lettered: %s",
                    reason ? reason : "unknown");
-        atomic_fetch_add_explicit(&s->stats->dead_letter, 1,
-                                  memory_order_relaxed);
+        kwb_counter_add(&s->stats->dead_letter, 1);
         it->dead |= s->bit; /* never sent to this sink again (rewinds) */
         sink_done(s, it);
         return;

@@ -148,8 +148,7 @@ static int maybe_flush(struct kwb_watch *w)
 static void count_emitted(struct kwb_watch *w, enum kwb_ev_type t,
                           enum kwb_origin o)
 {
-    atomic_fetch_add_explicit(&w->stats->emitted[t][o], 1,
-                              memory_order_relaxed);
+    kwb_counter_add(&w->stats->emitted[t][o], 1);
 }
 
 /* The initial sync is done (for /readyz). */
@@ -163,7 +162,7 @@ static void mark_synced(struct kwb_watch *w)
 static void list_done(struct kwb_watch *w)
 {
     if (w->syncs > 0 || !w->first_start) {
-        atomic_fetch_add_explicit(&w->stats->relists, 1, memory_order_relaxed);
+        kwb_counter_add(&w->stats->relists, 1);
     }
     w->syncs++;
     w->need_list = 0;
@@ -586,8 +585,7 @@ static int on_line(void *opaque, const char *line, size_t len)
         return maybe_flush(w) < 0;
     }
     if (kwb_jspan_eq(&ev.type, "ERROR")) {
-        atomic_fetch_add_explicit(&w->stats->received[KWB_EV_TYPES], 1,
-                                  memory_order_relaxed);
+        kwb_counter_add(&w->stats->received[KWB_EV_TYPES], 1);
         char msg[256] = "", reason[64] = "";
         kwb_event_span_str(&ev.object.message, msg, sizeof(msg));
         kwb_event_span_str(&ev.object.reason, reason, sizeof(reason));
@@ -622,7 +620,7 @@ static int on_line(void *opaque, const char *line, size_t len)
         wlog(w, KWB_LOG_ERROR, "unknown watch event type '%s' ignored", tname);
         return 0;
     }
-    atomic_fetch_add_explicit(&w->stats->received[t], 1, memory_order_relaxed);
+    kwb_counter_add(&w->stats->received[t], 1);
     if (kwb_event_span_str(&ev.object.uid, uid, sizeof(uid)) < 0 ||
         kwb_event_span_str(&ev.object.resource_version, rv, sizeof(rv)) < 0 ||
         kwb_event_span_str(&ev.object.name, name, sizeof(name)) < 0 ||
@@ -640,8 +638,7 @@ static int on_line(void *opaque, const char *line, size_t len)
     if (known && strcmp(known, rv) == 0) {
         /* Already delivered (a replay after a reconnect): drop it, but the
          * resume point still moves. */
-        atomic_fetch_add_explicit(&w->stats->duplicate, 1,
-                                  memory_order_relaxed);
+        kwb_counter_add(&w->stats->duplicate, 1);
         if (set_rv(w, rv) < 0 || kwb_batch_mark(w->batch, rv) < 0) {
             return stream_fail(w, END_ERROR, "out of memory");
         }
@@ -705,7 +702,7 @@ static int on_data(void *opaque, const char *data, size_t len)
     int rc = kwb_framer_feed(&w->framer, data, len, on_line, on_oversize, w);
     kwb_event_ctx_unstamp(&w->ectx);
     if (w->stream_events != before) {
-        atomic_store_explicit(&w->stats->last_event_ms, kwb_now_ms(),
+        atomic_store_explicit(&w->stats->last_event_ms, kwb_now_coarse_ms(),
                               memory_order_relaxed);
     }
     return rc != 0;
@@ -756,8 +753,7 @@ static void do_watch(struct kwb_watch *w, struct kwb_kube_resp *r,
     int rc;
 
     if (w->requests++ > 0) {
-        atomic_fetch_add_explicit(&w->stats->reconnects[reason_metric(prev)], 1,
-                                  memory_order_relaxed);
+        kwb_counter_add(&w->stats->reconnects[reason_metric(prev)], 1);
     }
     /* A random server-side timeout, as client-go asks, spreads
      * reconnects of many agents over time. */
@@ -850,8 +846,7 @@ static void *watch_main(void *arg)
                     break;
                 }
                 if (rc < 0) {
-                    atomic_fetch_add_explicit(&w->stats->errors, 1,
-                                              memory_order_relaxed);
+                    kwb_counter_add(&w->stats->errors, 1);
                     log_failure(w, "list", &r);
                     if (sleep_ms(w, kwb_backoff_next(&w->backoff, kwb_now_ms(),
                                                      r.retry_after_s)) < 0) {
@@ -897,15 +892,13 @@ static void *watch_main(void *arg)
             }
             break;
         case END_EXPIRED:
-            atomic_fetch_add_explicit(&w->stats->expired, 1,
-                                      memory_order_relaxed);
+            kwb_counter_add(&w->stats->expired, 1);
             wlog(w, KWB_LOG_WARN, "resourceVersion %s expired (%s); relisting",
                  w->rv ? w->rv : "(none)", w->errmsg);
             w->need_list = 1;
             break;
         default:
-            atomic_fetch_add_explicit(&w->stats->errors, 1,
-                                      memory_order_relaxed);
+            kwb_counter_add(&w->stats->errors, 1);
             if (w->errmsg[0]) {
                 wlog(w, KWB_LOG_WARN, "watch %s: %s; reconnecting",
                      reason_name(w->end), w->errmsg);
