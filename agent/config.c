@@ -1974,13 +1974,34 @@ int kwb_config_load(struct kwb_config *cfg, const char *path, char *errbuf,
         fail_at(&ld, path, 0, "is a directory");
         goto out;
     }
-    text = malloc(MAX_FILE_BYTES + 1);
+    /* A buffer of the file's size (grown if it reads longer: a pipe, a
+     * file being rewritten), not of the limit: freeing a 16 MiB buffer
+     * raised glibc's mmap threshold to 16 MiB and its trim threshold to
+     * 32 MiB for the process's life, so every thread's malloc arena kept
+     * up to 32 MiB of freed memory resident. Reads stop one byte past the
+     * limit, which is then an error. */
+    size_t cap = st.st_size > 0 && st.st_size <= (off_t)MAX_FILE_BYTES
+                     ? (size_t)st.st_size + 1
+                     : 4096;
+    text = malloc(cap);
     if (!text) {
         fail_at(&ld, path, 0, "out of memory");
         goto out;
     }
     for (;;) {
-        ssize_t n = read(fd, text + len, MAX_FILE_BYTES + 1 - len);
+        if (len == cap) {
+            /* len <= MAX_FILE_BYTES here, so cap grows */
+            size_t ncap =
+                cap * 2 < MAX_FILE_BYTES + 1 ? cap * 2 : MAX_FILE_BYTES + 1;
+            char *grown = realloc(text, ncap);
+            if (!grown) {
+                fail_at(&ld, path, 0, "out of memory");
+                goto out;
+            }
+            text = grown;
+            cap = ncap;
+        }
+        ssize_t n = read(fd, text + len, cap - len);
 
         if (n < 0 && errno == EINTR) {
             continue;

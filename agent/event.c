@@ -204,6 +204,17 @@ static size_t format_observed(char out[32])
     return 24;
 }
 
+void kwb_event_ctx_stamp(struct kwb_event_ctx *ctx)
+{
+    ctx->observed_len = format_observed(ctx->observed);
+}
+
+void kwb_event_ctx_unstamp(struct kwb_event_ctx *ctx)
+{
+    ctx->observed_len = 0;
+    ctx->observed[0] = '\0';
+}
+
 static char *put(char *w, const char *s, size_t n)
 {
     memcpy(w, s, n);
@@ -431,8 +442,14 @@ static int write_event(struct kwb_batch *b, struct kwb_item *it,
                        struct strval uid, struct strval rv, const char *obj,
                        size_t obj_len, struct strval inject)
 {
-    char observed[32];
-    size_t olen = format_observed(observed);
+    char now[32];
+    const char *observed = ctx->observed;
+    size_t olen = ctx->observed_len;
+
+    if (olen == 0) {
+        olen = format_observed(now);
+        observed = now;
+    }
     size_t clen = strlen(ctx->cluster_esc), rlen = strlen(ctx->resource);
     size_t need = 200 + clen + rlen + apiv.len + kind.len + ns.len + name.len +
                   uid.len + rv.len + olen + obj_len + inject.len;

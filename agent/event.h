@@ -30,6 +30,8 @@ struct kwb_event_ctx {
     size_t hash_key_len;
     char **redact_paths; /* each "a.b.c"; values there become "redacted" */
     size_t n_redact_paths;
+    char observed[32]; /* set by kwb_event_ctx_stamp, "" otherwise */
+    size_t observed_len;
 };
 
 /* Fill ctx from the config of watch `w`; hash key read from the file by
@@ -43,6 +45,15 @@ void kwb_event_ctx_free(struct kwb_event_ctx *ctx);
  * for none). Arrays on the way apply the rest of the path to each
  * element. 0 or -ENOMEM. */
 int kwb_event_ctx_set_redact_paths(struct kwb_event_ctx *ctx, const char *csv);
+
+/*
+ * observedAt of the events appended from now until kwb_event_ctx_unstamp:
+ * the time the bytes that carry them arrived. A watch stamps once per
+ * network read instead of reading the clock per event; unstamped, each
+ * event takes the time it is built.
+ */
+void kwb_event_ctx_stamp(struct kwb_event_ctx *ctx);
+void kwb_event_ctx_unstamp(struct kwb_event_ctx *ctx);
 
 /* Set the kind from a list kind ("PodList" -> "Pod"), if not yet known. */
 int kwb_event_ctx_set_list_kind(struct kwb_event_ctx *ctx, const char *kind,

@@ -338,14 +338,15 @@ static const char *scan_literal(struct scan *s, const char *p)
 
 /*
  * Validate one value; p at its first byte (whitespace skipped), `depth`
- * containers already enclose it. Iterative: a bit per level says array
- * (1) or object (0).
+ * containers already enclose it. Iterative: a byte per level says array
+ * (1) or object (0); a byte, not a bit, because it is read and written at
+ * every container and member.
  */
 static const char *skip_value(struct scan *s, const char *p, unsigned depth)
 {
     const char *end = s->end;
     const unsigned base = depth;
-    uint64_t arr[(KWB_JSCAN_MAX_DEPTH + 63) / 64];
+    uint8_t arr[KWB_JSCAN_MAX_DEPTH];
     int esc = 0;
     int in_arr;
 
@@ -366,11 +367,7 @@ value:
             return fail(s, p, "nesting too deep");
         }
         in_arr = *p == '[';
-        if (in_arr) {
-            arr[depth / 64] |= (uint64_t)1 << (depth % 64);
-        } else {
-            arr[depth / 64] &= ~((uint64_t)1 << (depth % 64));
-        }
+        arr[depth] = (uint8_t)in_arr;
         depth++;
         p = skip_ws(p + 1, end);
         if (p < end && *p == (in_arr ? ']' : '}')) {
@@ -414,7 +411,7 @@ next:
     if (depth == base) {
         return p;
     }
-    in_arr = (int)((arr[(depth - 1) / 64] >> ((depth - 1) % 64)) & 1);
+    in_arr = arr[depth - 1];
     p = skip_ws(p, end);
     if (p >= end) {
         return fail(s, p, "unexpected end of input");
@@ -641,38 +638,42 @@ struct key_def {
     enum field field;
 };
 
-#define KEY(s, f)                                                              \
-    {                                                                          \
-        s, sizeof(s) - 1, f                                                    \
-    }
+/* The keys each role looks for, listed once: X(name, field). */
+#define KEYS_EVENT(X) X("type", F_TYPE) X("object", F_OBJECT)
+#define KEYS_OBJECT(X)                                                         \
+    X("kind", F_KIND)                                                          \
+    X("apiVersion", F_API_VERSION)                                             \
+    X("metadata", F_METADATA)                                                  \
+    X("code", F_CODE)                                                          \
+    X("reason", F_REASON)                                                      \
+    X("message", F_MESSAGE)
+#define KEYS_META(X)                                                           \
+    X("uid", F_UID)                                                            \
+    X("name", F_NAME)                                                          \
+    X("namespace", F_NAMESPACE)                                                \
+    X("resourceVersion", F_RESOURCE_VERSION)                                   \
+    X("annotations", F_ANNOTATIONS)
+#define KEYS_ANNOT(X) X("k8s.io/initial-events-end", F_INITIAL_EVENTS_END)
+#define KEYS_LIST(X)                                                           \
+    X("kind", F_KIND)                                                          \
+    X("apiVersion", F_API_VERSION)                                             \
+    X("metadata", F_METADATA)                                                  \
+    X("items", F_ITEMS)                                                        \
+    X("code", F_CODE)                                                          \
+    X("reason", F_REASON)                                                      \
+    X("message", F_MESSAGE)
+#define KEYS_LIST_META(X)                                                      \
+    X("resourceVersion", F_RESOURCE_VERSION) X("continue", F_CONTINUE)
 
-static const struct key_def keys_event[] = {
-    KEY("type", F_TYPE), KEY("object", F_OBJECT), {NULL, 0, F_NONE}};
-static const struct key_def keys_object[] = {KEY("kind", F_KIND),
-                                             KEY("apiVersion", F_API_VERSION),
-                                             KEY("metadata", F_METADATA),
-                                             KEY("code", F_CODE),
-                                             KEY("reason", F_REASON),
-                                             KEY("message", F_MESSAGE),
-                                             {NULL, 0, F_NONE}};
-static const struct key_def keys_meta[] = {
-    KEY("uid", F_UID),
-    KEY("name", F_NAME),
-    KEY("namespace", F_NAMESPACE),
-    KEY("resourceVersion", F_RESOURCE_VERSION),
-    KEY("annotations", F_ANNOTATIONS),
-    {NULL, 0, F_NONE}};
-static const struct key_def keys_annot[] = {
-    KEY("k8s.io/initial-events-end", F_INITIAL_EVENTS_END), {NULL, 0, F_NONE}};
-static const struct key_def keys_list[] = {
-    KEY("kind", F_KIND),         KEY("apiVersion", F_API_VERSION),
-    KEY("metadata", F_METADATA), KEY("items", F_ITEMS),
-    KEY("code", F_CODE),         KEY("reason", F_REASON),
-    KEY("message", F_MESSAGE),   {NULL, 0, F_NONE}};
-static const struct key_def keys_list_meta[] = {
-    KEY("resourceVersion", F_RESOURCE_VERSION),
-    KEY("continue", F_CONTINUE),
-    {NULL, 0, F_NONE}};
+#define KEY_DEF(s, f)     {s, sizeof(s) - 1, f},
+#define KEY_LEN_BIT(s, f) | (uint64_t)1 << (sizeof(s) - 1)
+
+static const struct key_def keys_event[] = {KEYS_EVENT(KEY_DEF){0}};
+static const struct key_def keys_object[] = {KEYS_OBJECT(KEY_DEF){0}};
+static const struct key_def keys_meta[] = {KEYS_META(KEY_DEF){0}};
+static const struct key_def keys_annot[] = {KEYS_ANNOT(KEY_DEF){0}};
+static const struct key_def keys_list[] = {KEYS_LIST(KEY_DEF){0}};
+static const struct key_def keys_list_meta[] = {KEYS_LIST_META(KEY_DEF){0}};
 
 static const struct key_def *const role_keys[] = {
     [ROLE_EVENT] = keys_event, [ROLE_OBJECT] = keys_object,
@@ -680,11 +681,61 @@ static const struct key_def *const role_keys[] = {
     [ROLE_LIST] = keys_list,   [ROLE_LIST_META] = keys_list_meta,
 };
 
+/* Bit n set when a role looks for a key of n bytes (all are < 64): most
+ * keys of an object are nobody's, and their length alone says so. */
+static const uint64_t role_key_lens[] = {
+    [ROLE_EVENT] = 0 KEYS_EVENT(KEY_LEN_BIT),
+    [ROLE_OBJECT] = 0 KEYS_OBJECT(KEY_LEN_BIT),
+    [ROLE_META] = 0 KEYS_META(KEY_LEN_BIT),
+    [ROLE_ANNOT] = 0 KEYS_ANNOT(KEY_LEN_BIT),
+    [ROLE_LIST] = 0 KEYS_LIST(KEY_LEN_BIT),
+    [ROLE_LIST_META] = 0 KEYS_LIST_META(KEY_LEN_BIT),
+};
+
+/* a == b for n bytes, n < 64: a word or two at a time, no call. */
+static inline int key_eq(const char *a, const char *b, size_t n)
+{
+    uint64_t x, y;
+
+    if (n >= 8) {
+        for (size_t i = 0; i + 8 < n; i += 8) {
+            memcpy(&x, a + i, 8);
+            memcpy(&y, b + i, 8);
+            if (x != y) {
+                return 0;
+            }
+        }
+        /* The last eight bytes, overlapping what was compared. */
+        memcpy(&x, a + n - 8, 8);
+        memcpy(&y, b + n - 8, 8);
+        return x == y;
+    }
+    if (n >= 4) {
+        uint32_t u, v, u2, v2;
+
+        memcpy(&u, a, 4);
+        memcpy(&v, b, 4);
+        memcpy(&u2, a + n - 4, 4);
+        memcpy(&v2, b + n - 4, 4);
+        return u == v && u2 == v2;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (a[i] != b[i]) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 static enum field match_key(enum role role, const char *k, size_t len, int esc)
 {
+    /* An escaped key's raw length is not its length: compare it in full. */
+    if (!esc && (len >= 64 || !((role_key_lens[role] >> len) & 1))) {
+        return F_NONE;
+    }
     for (const struct key_def *d = role_keys[role]; d->name; d++) {
         if (esc ? span_eq_n(k, len, 1, d->name, d->len)
-                : (len == d->len && memcmp(k, d->name, len) == 0)) {
+                : (len == d->len && key_eq(k, d->name, len))) {
             return d->field;
         }
     }

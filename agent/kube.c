@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include <cjson/cJSON.h>
@@ -34,22 +35,48 @@ struct xfer {
     int bad_type; /* a 200 answer that is not JSON: refused */
     kwb_kube_data_fn on_data;
     void *opaque;
-    size_t cap;
     int64_t last_byte_ms;
 };
 
+/* Only for stall detection (seconds): the coarse clock (kernel tick
+ * resolution) is enough, and on_write reads it for every chunk. */
 static int64_t mono_ms(void)
 {
     struct timespec ts;
 
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void kwb_kube_resp_drop_body(struct kwb_kube_resp *r)
+{
+    if (r->body) {
+        munmap(r->body, r->body_cap);
+    }
+    r->body = NULL;
+    r->body_len = 0;
+    r->body_cap = 0;
 }
 
 void kwb_kube_resp_reset(struct kwb_kube_resp *r)
 {
-    free(r->body);
+    kwb_kube_resp_drop_body(r);
     memset(r, 0, sizeof(*r));
+}
+
+/* For the next request: everything but the body buffer, which is kept
+ * (empty) for reuse. */
+static void resp_clear_keep_body(struct kwb_kube_resp *r)
+{
+    char *body = r->body;
+    size_t cap = r->body_cap;
+
+    memset(r, 0, sizeof(*r));
+    r->body = body;
+    r->body_cap = cap;
+    if (body) {
+        body[0] = '\0';
+    }
 }
 
 struct kwb_kube *kwb_kube_new(struct kwb_kube_auth *auth,
@@ -134,6 +161,15 @@ int kwb_kube_collection_url(const struct kwb_kube *k,
     return (n < 0 || (size_t)n >= size) ? -1 : 0;
 }
 
+/*
+ * The body buffer is a mapping of its own, not malloc memory: it grows by
+ * mremap (no copy), kwb_kube_get reuses it for the next page of a list,
+ * and kwb_kube_resp_drop_body returns its pages to the system at once. A
+ * list page of 500 pods is ~2 MB; from malloc, the freed pages stayed in
+ * the worker's arena (glibc's malloc_trim does not shrink a thread
+ * arena's top) and raised malloc's mmap threshold to 2 MB, so later large
+ * buffers of every thread landed in arenas too.
+ */
 static int collect(struct xfer *x, const char *data, size_t len, size_t limit)
 {
     struct kwb_kube_resp *r = x->r;
@@ -142,17 +178,20 @@ static int collect(struct xfer *x, const char *data, size_t len, size_t limit)
         r->truncated = 1;
         return -1;
     }
-    if (r->body_len + len + 1 > x->cap) {
-        size_t ncap = x->cap ? x->cap * 2 : 65536;
+    if (r->body_len + len + 1 > r->body_cap) {
+        size_t ncap = r->body_cap ? r->body_cap * 2 : 65536;
+        void *n;
         while (ncap < r->body_len + len + 1) {
             ncap *= 2;
         }
-        char *n = realloc(r->body, ncap);
-        if (!n) {
+        n = r->body ? mremap(r->body, r->body_cap, ncap, MREMAP_MAYMOVE)
+                    : mmap(NULL, ncap, PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (n == MAP_FAILED) {
             return -1;
         }
         r->body = n;
-        x->cap = ncap;
+        r->body_cap = ncap;
     }
     memcpy(r->body + r->body_len, data, len);
     r->body_len += len;
@@ -417,7 +456,7 @@ int kwb_kube_get(struct kwb_kube *k, const char *url, size_t max_body,
     struct curl_slist *headers = NULL;
     int rc;
 
-    kwb_kube_resp_reset(r);
+    resp_clear_keep_body(r);
     rc = setup(k, url, &x, &headers, NULL);
     if (rc == 0) {
         /* A server that sends headers and then nothing is caught by the
@@ -432,7 +471,7 @@ int kwb_kube_get(struct kwb_kube *k, const char *url, size_t max_body,
         }
     }
     curl_slist_free_all(headers);
-    if (r->status != 200 && r->body) {
+    if (r->status != 200 && r->body_len) {
         kwb_kube_parse_status(r);
     }
     return rc;
@@ -493,7 +532,7 @@ int kwb_kube_stream(struct kwb_kube *k, const char *url, int stall_s,
         }
     }
     curl_slist_free_all(headers);
-    if (r->status != 200 && r->body) {
+    if (r->status != 200 && r->body_len) {
         kwb_kube_parse_status(r);
     }
     return rc;

@@ -27,12 +27,17 @@ struct kwb_kube_resp {
     char content_type[128]; /* Content-Type of the final answer ("" none) */
     char *body;             /* collected body (get, request, error bodies) */
     size_t body_len;
-    int truncated; /* body exceeded the limit */
-    int aborted;   /* a callback asked to stop */
-    int stalled;   /* no bytes for stall_s seconds */
+    size_t body_cap; /* its buffer's size (an mmap of its own: kube.c) */
+    int truncated;   /* body exceeded the limit */
+    int aborted;     /* a callback asked to stop */
+    int stalled;     /* no bytes for stall_s seconds */
 };
 
+/* Frees the body and clears every field. */
 void kwb_kube_resp_reset(struct kwb_kube_resp *r);
+/* Frees only the body (its buffer's pages go back to the system at once);
+ * status and messages stay. */
+void kwb_kube_resp_drop_body(struct kwb_kube_resp *r);
 
 /* cfg (connect and stall timeouts) is borrowed and must outlive the
  * client; it may be NULL for a client that only sends kwb_kube_request. */
@@ -53,10 +58,13 @@ int kwb_kube_collection_url(const struct kwb_kube *k,
 int kwb_kube_escape(const char *s, char *out, size_t size);
 
 /* GET url and collect the body (at most max_body bytes, else truncated
- * and failed). 0 when a response arrived (look at r->status), negative
- * on transport failure (r->errmsg says why). A 200 answer that is not
- * application/json (a proxy's HTML page, protobuf) fails with -EPROTO:
- * "GET <path>: unexpected Content-Type <type> (want application/json)". */
+ * and failed). The body buffer r already has is reused (the pages of a
+ * list need one buffer, as large as the largest page): free it with
+ * kwb_kube_resp_drop_body once the list is done. 0 when a response
+ * arrived (look at r->status), negative on transport failure (r->errmsg says
+ * why). A 200 answer that is not application/json (a proxy's HTML page,
+ * protobuf) fails with -EPROTO: "GET <path>: unexpected Content-Type <type>
+ * (want application/json)". */
 int kwb_kube_get(struct kwb_kube *k, const char *url, size_t max_body,
                  const atomic_int *stop, struct kwb_kube_resp *r);
 

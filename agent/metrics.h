@@ -28,6 +28,8 @@ enum kwb_reconnect_reason {
     KWB_RECONNECT_REASONS,
 };
 
+/* The counters of a watch are written by that watch's worker thread only
+ * (kwb_counter_add); the metrics endpoint reads them. */
 struct kwb_watch_stats {
     const char *id; /* watch label value, borrowed from the config */
     /* received: watch-stream events by type; ERROR events counted too */
@@ -45,6 +47,7 @@ struct kwb_watch_stats {
     atomic_uint_fast64_t objects;       /* objects known to the store */
 };
 
+/* Written by the pipeline thread only (kwb_counter_add). */
 struct kwb_sink_stats {
     const char *name; /* sink label value, borrowed */
     atomic_uint_fast64_t acked;
@@ -63,6 +66,17 @@ struct kwb_metrics {
                                          /healthz */
     atomic_int leader;                /* 1 when this replica forwards */
 };
+
+/*
+ * Add to a counter that one thread alone writes: a relaxed load and store,
+ * no locked read-modify-write (the watch counts every event); readers still
+ * see whole values.
+ */
+static inline void kwb_counter_add(atomic_uint_fast64_t *c, uint64_t n)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
 
 /* Allocate counters for n watches and n sinks; ids/names borrowed. */
 struct kwb_metrics *kwb_metrics_new(const char *const *watch_ids,
@@ -89,5 +103,9 @@ int kwb_metrics_healthy(const struct kwb_metrics *m, int64_t now_ms);
 
 /* CLOCK_MONOTONIC in milliseconds. */
 int64_t kwb_now_ms(void);
+/* The same clock at the kernel tick's resolution (a few ms), for the
+ * timestamps the hot path keeps per network read (stall detection, last
+ * event age): several times cheaper to read. */
+int64_t kwb_now_coarse_ms(void);
 
 #endif

@@ -38,6 +38,7 @@ struct kwb_store {
     char **ns; /* interned namespaces, open addressing */
     size_t ns_cap, ns_count;
     size_t rec_bytes;
+    uint64_t version; /* changes whenever slots move or appear */
 };
 
 /* The final mix of both hashes; never 0 (0 marks an empty slot). */
@@ -73,34 +74,80 @@ static uint64_t hash_bytes(const char *p, size_t n)
     return mix64(h);
 }
 
-/* 1 + the value of a lower-case hex digit; 0 for any other byte. */
-static const uint8_t hex_tab[256] = {
-    ['0'] = 1,  ['1'] = 2,  ['2'] = 3,  ['3'] = 4,  ['4'] = 5,  ['5'] = 6,
-    ['6'] = 7,  ['7'] = 8,  ['8'] = 9,  ['9'] = 10, ['a'] = 11, ['b'] = 12,
-    ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16,
-};
+/* Eight ASCII characters (little-endian word) as lower-case hex digits:
+ * the four bytes they spell, first pair in the lowest byte; -1 when any
+ * character is not one of 0-9a-f. SWAR: no loop, no table. */
+static int64_t hex8(uint64_t x)
+{
+    const uint64_t ones = 0x0101010101010101ull;
+    /* Digits: low nibble; letters a-f: low nibble 1-6 + 9 (bit 6 set). */
+    uint64_t n = (x & 0x0f0f0f0f0f0f0f0full) + ((x >> 6) & ones) * 9;
+    /* Spell n back ('0' + n, + 39 more from 10 on): a byte that is not a
+     * lower-case hex digit never spells itself, once n < 16 is checked. */
+    uint64_t letter = ((n + 0x0606060606060606ull) >> 4) & ones;
+    uint64_t spelled = n + 0x3030303030303030ull + letter * 39;
+
+    if (spelled != x || ((n + 0x7070707070707070ull) & 0x8080808080808080ull)) {
+        return -1;
+    }
+    /* Nibble pairs to bytes, then the four bytes together. */
+    n = ((n << 4) | (n >> 8)) & 0x00ff00ff00ff00ffull;
+    n = (n | (n >> 8)) & 0x0000ffff0000ffffull;
+    return (int64_t)((n | (n >> 16)) & 0xffffffffull);
+}
+
+/* Little-endian loads: the first character in the lowest byte. */
+static uint64_t load64(const unsigned char *p)
+{
+    uint64_t v;
+
+    memcpy(&v, p, 8);
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    v = __builtin_bswap64(v);
+#endif
+    return v;
+}
+
+static uint64_t load32x2(const unsigned char *a, const unsigned char *b)
+{
+    uint32_t lo, hi;
+
+    memcpy(&lo, a, 4);
+    memcpy(&hi, b, 4);
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    lo = __builtin_bswap32(lo);
+    hi = __builtin_bswap32(hi);
+#endif
+    return (uint64_t)lo | (uint64_t)hi << 32;
+}
 
 /* Pack a canonical lower-case UUID into 16 bytes; 0 on success. Hot:
- * every event's uid passes here twice (live and committed store). */
+ * every event's uid passes here three times (lookup, live and committed
+ * store), so the 32 digits go as four words of eight ("8-4-4-4-12"). */
 static int uuid_pack(const char *uid, size_t len, unsigned char out[16])
 {
-    /* Offsets of the 16 hex pairs in "8-4-4-4-12". */
-    static const uint8_t pos[16] = {0,  2,  4,  6,  9,  11, 14, 16,
-                                    19, 21, 24, 26, 28, 30, 32, 34};
     const unsigned char *u = (const unsigned char *)uid;
-    unsigned bad = 0;
+    int64_t w[4];
 
     if (len != 36 || u[8] != '-' || u[13] != '-' || u[18] != '-' ||
         u[23] != '-') {
         return -1;
     }
-    for (int i = 0; i < 16; i++) {
-        unsigned hi = hex_tab[u[pos[i]]], lo = hex_tab[u[pos[i] + 1]];
-
-        bad |= (hi == 0) | (lo == 0);
-        out[i] = (unsigned char)((hi - 1) << 4 | (lo - 1));
+    w[0] = hex8(load64(u));
+    w[1] = hex8(load32x2(u + 9, u + 14));
+    w[2] = hex8(load32x2(u + 19, u + 24));
+    w[3] = hex8(load64(u + 28));
+    if ((w[0] | w[1] | w[2] | w[3]) < 0) {
+        return -1;
     }
-    return bad ? -1 : 0;
+    for (int i = 0; i < 4; i++) {
+        uint32_t v = (uint32_t)w[i]; /* first byte lowest */
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+        v = __builtin_bswap32(v);
+#endif
+        memcpy(out + 4 * i, &v, 4);
+    }
+    return 0;
 }
 
 static void uuid_unpack(const unsigned char in[16], char out[37])
@@ -249,25 +296,36 @@ static size_t find_slot(const struct kwb_store *s, const char *uid, size_t len,
     return i;
 }
 
-struct key {
-    const char *uid;
-    size_t len;
-    unsigned char packed_buf[16];
-    const unsigned char *packed;
-    uint64_t hash;
-};
+static const unsigned char *pos_packed(const struct kwb_store_pos *k)
+{
+    return k->packed ? k->packed_buf : NULL;
+}
 
-static void make_key(const char *uid, struct key *k)
+static void make_key(const char *uid, struct kwb_store_pos *k)
 {
     k->uid = uid;
     k->len = strlen(uid);
-    k->packed = NULL;
-    if (uuid_pack(uid, k->len, k->packed_buf) == 0) {
-        k->packed = k->packed_buf;
-        k->hash = hash_uuid(k->packed_buf);
-    } else {
-        k->hash = hash_bytes(uid, k->len);
+    k->packed = uuid_pack(uid, k->len, k->packed_buf) == 0;
+    k->hash = k->packed ? hash_uuid(k->packed_buf) : hash_bytes(uid, k->len);
+}
+
+/* Key and slot of uid in s. */
+static void locate(const struct kwb_store *s, const char *uid,
+                   struct kwb_store_pos *k)
+{
+    make_key(uid, k);
+    k->slot = find_slot(s, uid, k->len, pos_packed(k), k->hash);
+    k->version = s->version;
+}
+
+/* The slot of a located key, found again if the slots changed since. */
+static size_t pos_slot(const struct kwb_store *s, struct kwb_store_pos *k)
+{
+    if (k->version != s->version) {
+        k->slot = find_slot(s, k->uid, k->len, pos_packed(k), k->hash);
+        k->version = s->version;
     }
+    return k->slot;
 }
 
 static int grow(struct kwb_store *s)
@@ -291,18 +349,17 @@ static int grow(struct kwb_store *s)
     free(s->slots);
     s->slots = n;
     s->cap = ncap;
+    s->version++;
     return 0;
 }
 
 /* The record of uid, or NULL. */
 static struct rec *find_rec(const struct kwb_store *s, const char *uid)
 {
-    struct key k;
-    size_t i;
+    struct kwb_store_pos k;
 
-    make_key(uid, &k);
-    i = find_slot(s, uid, k.len, k.packed, k.hash);
-    return s->slots[i].hash ? s->slots[i].rec : NULL;
+    locate(s, uid, &k);
+    return s->slots[k.slot].hash ? s->slots[k.slot].rec : NULL;
 }
 
 const char *kwb_store_get_rv(const struct kwb_store *s, const char *uid)
@@ -310,6 +367,13 @@ const char *kwb_store_get_rv(const struct kwb_store *s, const char *uid)
     const struct rec *r = find_rec(s, uid);
 
     return r ? rec_rv(r) : NULL;
+}
+
+const char *kwb_store_find(const struct kwb_store *s, const char *uid,
+                           struct kwb_store_pos *pos)
+{
+    locate(s, uid, pos);
+    return s->slots[pos->slot].hash ? rec_rv(s->slots[pos->slot].rec) : NULL;
 }
 
 int kwb_store_lookup(const struct kwb_store *s, const char *uid,
@@ -324,7 +388,7 @@ int kwb_store_lookup(const struct kwb_store *s, const char *uid,
     return 0;
 }
 
-static struct rec *rec_new(const struct key *k, const char *rv,
+static struct rec *rec_new(const struct kwb_store_pos *k, const char *rv,
                            const char *name, const char *ns, uint32_t gen,
                            size_t *bytes)
 {
@@ -347,7 +411,7 @@ static struct rec *rec_new(const struct key *k, const char *rv,
     r->uid_len = (uint8_t)uid_len;
     r->rv_len = (uint8_t)rv_len;
     r->name_len = (uint8_t)name_len;
-    memcpy(r->data, k->packed ? (const char *)k->packed : k->uid, uid_len);
+    memcpy(r->data, k->packed ? (const char *)k->packed_buf : k->uid, uid_len);
     memcpy(r->data + uid_len, rv, rv_len + 1);
     memcpy(r->data + uid_len + rv_len + 1, name, name_len + 1);
     *bytes = size;
@@ -357,7 +421,15 @@ static struct rec *rec_new(const struct key *k, const char *rv,
 int kwb_store_put(struct kwb_store *s, const char *uid, const char *rv,
                   const char *name, const char *namespace_)
 {
-    struct key k;
+    struct kwb_store_pos k;
+
+    locate(s, uid, &k);
+    return kwb_store_put_at(s, &k, rv, name, namespace_);
+}
+
+int kwb_store_put_at(struct kwb_store *s, struct kwb_store_pos *k,
+                     const char *rv, const char *name, const char *namespace_)
+{
     const char *ns;
     struct rec *r, *old;
     size_t i, bytes;
@@ -365,8 +437,7 @@ int kwb_store_put(struct kwb_store *s, const char *uid, const char *rv,
     if ((s->count + 1) * 4 > s->cap * 3 && grow(s) < 0) {
         return -ENOMEM;
     }
-    make_key(uid, &k);
-    i = find_slot(s, uid, k.len, k.packed, k.hash);
+    i = pos_slot(s, k);
     old = s->slots[i].hash ? s->slots[i].rec : NULL;
     if (old && strcmp(rec_name(old), name) == 0 &&
         strcmp(old->ns, namespace_ ? namespace_ : "") == 0) {
@@ -385,11 +456,11 @@ int kwb_store_put(struct kwb_store *s, const char *uid, const char *rv,
     if (!ns) {
         return -ENOMEM;
     }
-    r = rec_new(&k, rv, name, ns, s->gen, &bytes);
+    r = rec_new(k, rv, name, ns, s->gen, &bytes);
     if (!r) {
         /* Over-long fields cannot be Kubernetes values; report as -EINVAL
          * only when that was the cause. */
-        if (strlen(rv) > 255 || strlen(name) > 255 || k.len > 255) {
+        if (strlen(rv) > 255 || strlen(name) > 255 || k->len > 255) {
             return -EINVAL;
         }
         return -ENOMEM;
@@ -400,8 +471,9 @@ int kwb_store_put(struct kwb_store *s, const char *uid, const char *rv,
         free(old);
     } else {
         s->count++;
+        s->version++;
     }
-    s->slots[i].hash = k.hash;
+    s->slots[i].hash = k->hash;
     s->slots[i].rec = r;
     s->rec_bytes += bytes;
     return 0;
@@ -409,12 +481,18 @@ int kwb_store_put(struct kwb_store *s, const char *uid, const char *rv,
 
 int kwb_store_del(struct kwb_store *s, const char *uid)
 {
-    struct key k;
+    struct kwb_store_pos k;
+
+    locate(s, uid, &k);
+    return kwb_store_del_at(s, &k);
+}
+
+int kwb_store_del_at(struct kwb_store *s, struct kwb_store_pos *k)
+{
     size_t i, j;
     struct rec *r;
 
-    make_key(uid, &k);
-    i = find_slot(s, uid, k.len, k.packed, k.hash);
+    i = pos_slot(s, k);
     if (!s->slots[i].hash) {
         return 0;
     }
@@ -422,6 +500,7 @@ int kwb_store_del(struct kwb_store *s, const char *uid)
     s->rec_bytes -= sizeof(*r) + r->uid_len + r->rv_len + 1 + r->name_len + 1;
     free(r);
     s->count--;
+    s->version++;
     /* Backward-shift deletion keeps probe chains intact. */
     j = i;
     for (;;) {

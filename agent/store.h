@@ -37,6 +37,31 @@ size_t kwb_store_count(const struct kwb_store *s);
 const char *kwb_store_get_rv(const struct kwb_store *s, const char *uid);
 
 /*
+ * Where a uid is (or would go), as kwb_store_find learnt it: a put or del
+ * of the same uid that follows uses it instead of packing, hashing and
+ * probing again (the watch's per-event lookup-then-update). It stays
+ * valid across other changes to the store (they are noticed, and the slot
+ * is found again), but not across another store or uid.
+ */
+struct kwb_store_pos {
+    const char *uid;
+    size_t len;
+    uint64_t hash;
+    size_t slot;
+    uint64_t version; /* the store's version when slot was found */
+    int packed;       /* packed_buf holds the uid as a UUID */
+    unsigned char packed_buf[16];
+};
+
+/* kwb_store_get_rv that also fills *pos for the update that follows. */
+const char *kwb_store_find(const struct kwb_store *s, const char *uid,
+                           struct kwb_store_pos *pos);
+/* kwb_store_put / kwb_store_del of pos->uid, found by kwb_store_find. */
+int kwb_store_put_at(struct kwb_store *s, struct kwb_store_pos *pos,
+                     const char *rv, const char *name, const char *namespace_);
+int kwb_store_del_at(struct kwb_store *s, struct kwb_store_pos *pos);
+
+/*
  * Insert or update uid with rv/name/namespace (copied) and mark it seen in
  * the current generation. 0 or -ENOMEM.
  */

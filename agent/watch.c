@@ -162,8 +162,7 @@ static int maybe_flush(struct kwb_watch *w)
 static void count_emitted(struct kwb_watch *w, enum kwb_ev_type t,
                           enum kwb_origin o)
 {
-    atomic_fetch_add_explicit(&w->stats->emitted[t][o], 1,
-                              memory_order_relaxed);
+    kwb_counter_add(&w->stats->emitted[t][o], 1);
 }
 
 /* The initial sync is done (for /readyz). */
@@ -177,7 +176,7 @@ static void mark_synced(struct kwb_watch *w)
 static void list_done(struct kwb_watch *w)
 {
     if (w->syncs > 0 || !w->first_start) {
-        atomic_fetch_add_explicit(&w->stats->relists, 1, memory_order_relaxed);
+        kwb_counter_add(&w->stats->relists, 1);
     }
     w->syncs++;
     w->need_list = 0;
@@ -304,6 +303,7 @@ static int collect_vanished(void *opaque, const struct kwb_store_entry *e)
 static int diff_item(struct kwb_watch *w, const struct kwb_jobj *o, int skip)
 {
     char uid[512], rv[512], name[512], ns[512], err[256];
+    struct kwb_store_pos pos;
     const char *known;
     int rc;
 
@@ -317,7 +317,7 @@ static int diff_item(struct kwb_watch *w, const struct kwb_jobj *o, int skip)
              "resourceVersion skipped");
         return 0;
     }
-    known = kwb_store_get_rv(w->live, uid);
+    known = kwb_store_find(w->live, uid, &pos);
     if (known && strcmp(known, rv) == 0) {
         kwb_store_mark_seen(w->live, uid);
         return 0;
@@ -338,7 +338,7 @@ static int diff_item(struct kwb_watch *w, const struct kwb_jobj *o, int skip)
         }
     }
     if (rc == 0) {
-        rc = kwb_store_put(w->live, uid, rv, name, ns);
+        rc = kwb_store_put_at(w->live, &pos, rv, name, ns);
     }
     return rc;
 }
@@ -496,6 +496,9 @@ restart:
     }
 out:
     free(cont);
+    /* The page body buffer (~2 MB for 500 pods) served every page of the
+     * list; the watch does not need it. */
+    kwb_kube_resp_drop_body(r);
     update_objects(w);
     return rc;
 }
@@ -538,6 +541,7 @@ static int on_line(void *opaque, const char *line, size_t len)
     struct kwb_jevent ev;
     struct kwb_jerr jerr = {0, NULL};
     char uid[512], rv[512], name[512], ns[512], err[256];
+    struct kwb_store_pos pos;
     const char *known;
     int t, rc;
 
@@ -595,8 +599,7 @@ static int on_line(void *opaque, const char *line, size_t len)
         return maybe_flush(w) < 0;
     }
     if (kwb_jspan_eq(&ev.type, "ERROR")) {
-        atomic_fetch_add_explicit(&w->stats->received[KWB_EV_TYPES], 1,
-                                  memory_order_relaxed);
+        kwb_counter_add(&w->stats->received[KWB_EV_TYPES], 1);
         char msg[256] = "", reason[64] = "";
         kwb_event_span_str(&ev.object.message, msg, sizeof(msg));
         kwb_event_span_str(&ev.object.reason, reason, sizeof(reason));
@@ -631,9 +634,7 @@ static int on_line(void *opaque, const char *line, size_t len)
         wlog(w, KWB_LOG_ERROR, "unknown watch event type '%s' ignored", tname);
         return 0;
     }
-    atomic_fetch_add_explicit(&w->stats->received[t], 1, memory_order_relaxed);
-    atomic_store_explicit(&w->stats->last_event_ms, kwb_now_ms(),
-                          memory_order_relaxed);
+    kwb_counter_add(&w->stats->received[t], 1);
     if (kwb_event_span_str(&ev.object.uid, uid, sizeof(uid)) < 0 ||
         kwb_event_span_str(&ev.object.resource_version, rv, sizeof(rv)) < 0 ||
         kwb_event_span_str(&ev.object.name, name, sizeof(name)) < 0 ||
@@ -647,12 +648,11 @@ static int on_line(void *opaque, const char *line, size_t len)
                            kwb_ev_type_names[t]);
     }
     w->stream_events++;
-    known = kwb_store_get_rv(w->live, uid);
+    known = kwb_store_find(w->live, uid, &pos);
     if (known && strcmp(known, rv) == 0) {
         /* Already delivered (a replay after a reconnect): drop it, but the
          * resume point still moves. */
-        atomic_fetch_add_explicit(&w->stats->duplicate, 1,
-                                  memory_order_relaxed);
+        kwb_counter_add(&w->stats->duplicate, 1);
         if (set_rv(w, rv) < 0 || kwb_batch_mark(w->batch, rv) < 0) {
             return stream_fail(w, END_ERROR, "out of memory");
         }
@@ -667,8 +667,8 @@ static int on_line(void *opaque, const char *line, size_t len)
     }
     count_emitted(w, (enum kwb_ev_type)t, KWB_ORIGIN_WATCH);
     if (t == KWB_EV_DELETED) {
-        kwb_store_del(w->live, uid);
-    } else if (kwb_store_put(w->live, uid, rv, name, ns) < 0) {
+        kwb_store_del_at(w->live, &pos);
+    } else if (kwb_store_put_at(w->live, &pos, rv, name, ns) < 0) {
         return stream_fail(w, END_ERROR, "out of memory");
     }
     if (set_rv(w, rv) < 0) {
@@ -721,7 +721,17 @@ static int on_data(void *opaque, const char *data, size_t len)
         mark_synced(w);
     }
 
-    if (kwb_framer_feed(&w->framer, data, len, on_line, on_oversize, w) != 0) {
+    /* One clock read per network read, not per event: the events in it
+     * were all observed now. */
+    int before = w->stream_events;
+    kwb_event_ctx_stamp(&w->ectx);
+    int rc = kwb_framer_feed(&w->framer, data, len, on_line, on_oversize, w);
+    kwb_event_ctx_unstamp(&w->ectx);
+    if (w->stream_events != before) {
+        atomic_store_explicit(&w->stats->last_event_ms, kwb_now_coarse_ms(),
+                              memory_order_relaxed);
+    }
+    if (rc != 0) {
         return 1;
     }
     if (w->batch->n_items == 0 || w->batch->n_items >= HANDOVER_ITEMS) {
@@ -781,8 +791,7 @@ static void do_watch(struct kwb_watch *w, struct kwb_kube_resp *r,
     int rc;
 
     if (w->requests++ > 0) {
-        atomic_fetch_add_explicit(&w->stats->reconnects[reason_metric(prev)], 1,
-                                  memory_order_relaxed);
+        kwb_counter_add(&w->stats->reconnects[reason_metric(prev)], 1);
     }
     /* A random server-side timeout, as client-go asks, spreads
      * reconnects of many agents over time. */
@@ -875,8 +884,7 @@ static void *watch_main(void *arg)
                     break;
                 }
                 if (rc < 0) {
-                    atomic_fetch_add_explicit(&w->stats->errors, 1,
-                                              memory_order_relaxed);
+                    kwb_counter_add(&w->stats->errors, 1);
                     log_failure(w, "list", &r);
                     if (sleep_ms(w, kwb_backoff_next(&w->backoff, kwb_now_ms(),
                                                      r.retry_after_s)) < 0) {
@@ -922,15 +930,13 @@ static void *watch_main(void *arg)
             }
             break;
         case END_EXPIRED:
-            atomic_fetch_add_explicit(&w->stats->expired, 1,
-                                      memory_order_relaxed);
+            kwb_counter_add(&w->stats->expired, 1);
             wlog(w, KWB_LOG_WARN, "resourceVersion %s expired (%s); relisting",
                  w->rv ? w->rv : "(none)", w->errmsg);
             w->need_list = 1;
             break;
         default:
-            atomic_fetch_add_explicit(&w->stats->errors, 1,
-                                      memory_order_relaxed);
+            kwb_counter_add(&w->stats->errors, 1);
             if (w->errmsg[0]) {
                 wlog(w, KWB_LOG_WARN, "watch %s: %s; reconnecting",
                      reason_name(w->end), w->errmsg);

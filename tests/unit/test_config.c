@@ -5,10 +5,12 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -777,6 +779,75 @@ static void test_io_errors(void)
     CHECK_EQ_INT(strlen(err), 7);
 }
 
+/* The file is read into a buffer of its size, grown as it reads longer
+ * (a FIFO has no size), up to the 16 MiB limit. */
+static void test_read_sizes(void)
+{
+    struct kwb_config cfg;
+    char err[512], want[256], path[128];
+    size_t pad = 20000, big = (size_t)16 * 1024 * 1024 + 1;
+    char *text = malloc(big + 1);
+    size_t n;
+    pid_t pid;
+    FILE *f;
+
+    if (!text) {
+        CHECK(0);
+        return;
+    }
+    /* Longer than the 4096 bytes a FIFO starts with: comments first. */
+    memset(text, '#', pad);
+    text[pad - 1] = '\n';
+    n = pad + (size_t)snprintf(text + pad, big + 1 - pad, "%s", VALID);
+    snprintf(path, sizeof(path), "%s/fifo.conf", tmpdir);
+    CHECK_EQ_INT(mkfifo(path, 0600), 0);
+    pid = fork();
+    if (pid == 0) {
+        f = fopen(path, "w");
+        _exit(f && fwrite(text, 1, n, f) == n && fclose(f) == 0 ? 0 : 1);
+    }
+    CHECK_EQ_INT(kwb_config_load(&cfg, path, err, sizeof(err)), 0);
+    CHECK_EQ_STR(cfg.cluster_name, "c1");
+    kwb_config_free(&cfg);
+    CHECK(pid > 0 && waitpid(pid, NULL, 0) == pid);
+
+    /* One byte over the limit, as a file. */
+    memset(text, '#', big);
+    text[big] = '\0';
+    snprintf(path, sizeof(path), "%s/big.conf", tmpdir);
+    f = fopen(path, "w");
+    CHECK(f && fwrite(text, 1, big, f) == big && fclose(f) == 0);
+    CHECK_EQ_INT(kwb_config_load(&cfg, path, err, sizeof(err)), -1);
+    snprintf(want, sizeof(want), "%s: larger than 16777216 bytes", path);
+    CHECK_EQ_STR(err, want);
+    unlink(path);
+    free(text);
+}
+
+/*
+ * Loading leaves glibc's malloc thresholds alone: freeing a 16 MiB buffer
+ * raised the mmap threshold to 16 MiB (and the trim threshold to 32 MiB)
+ * for the agent's life, so every thread's arena kept large freed buffers
+ * resident. With the default threshold (128 KiB) a 4 MiB block is still
+ * an mmap of its own. Run before anything else in this process.
+ */
+static void test_load_keeps_malloc_thresholds(void)
+{
+    struct kwb_config cfg;
+    char err[512];
+    const char *path = write_file("min.conf", VALID);
+    size_t before;
+    char *p;
+
+    CHECK_EQ_INT(kwb_config_load(&cfg, path, err, sizeof(err)), 0);
+    kwb_config_free(&cfg);
+    before = mallinfo2().hblks;
+    p = malloc((size_t)4 << 20);
+    CHECK(p != NULL);
+    CHECK_EQ_INT(mallinfo2().hblks, before + 1);
+    free(p);
+}
+
 static void test_dump(void)
 {
     struct kwb_config cfg;
@@ -1017,6 +1088,7 @@ int main(void)
         perror("mkdtemp");
         return 1;
     }
+    test_load_keeps_malloc_thresholds();
     test_bad_configs();
     test_defaults();
     test_full();
@@ -1025,6 +1097,7 @@ int main(void)
     test_check_sinks();
     test_include();
     test_io_errors();
+    test_read_sizes();
     test_dump();
     test_examples();
     test_reference_documents_every_key();

@@ -9,6 +9,8 @@
 
 #include "check.h"
 #include "event.h"
+#include "jscan.h"
+#include "pipeline.h"
 
 static const char secret_obj[] =
     "{\"kind\":\"Secret\",\"apiVersion\":\"v1\",\"metadata\":{\"name\":\"s\"},"
@@ -116,8 +118,74 @@ static void test_trim_managed_fields(void)
     kwb_event_ctx_free(&ctx);
 }
 
+/* The observedAt of item i of b, copied into out. */
+static void observed_of(const struct kwb_batch *b, size_t i, char out[32])
+{
+    const struct kwb_item *it = &b->items[i];
+    const char *j = b->json + it->json_off;
+    const char *k = memmem(j, it->json_len, "\"observedAt\":\"", 14);
+
+    out[0] = '\0';
+    if (k && k + 14 + 24 <= j + it->json_len) {
+        memcpy(out, k + 14, 24);
+        out[24] = '\0';
+    }
+}
+
+/* A stamp gives every event appended under it the same observedAt, in the
+ * format of an unstamped one; unstamping goes back to the clock. */
+static void test_observed_stamp(void)
+{
+    static const char obj_text[] =
+        "{\"kind\":\"Pod\",\"apiVersion\":\"v1\",\"metadata\":{\"name\":"
+        "\"p\",\"namespace\":\"d\",\"uid\":\"u1\",\"resourceVersion\":"
+        "\"5\"}}";
+    struct kwb_event_ctx ctx;
+    struct kwb_batch *b = kwb_batch_new(0);
+    struct kwb_jobj obj;
+    struct kwb_jerr jerr = {0};
+    char err[128], o[4][32];
+
+    CHECK(b != NULL);
+    CHECK_EQ_INT(kwb_event_ctx_init(&ctx, "c", "pods", "v1", 0, NULL, 0), 0);
+    CHECK_EQ_INT(kwb_jscan_object(obj_text, sizeof(obj_text) - 1, &obj, &jerr),
+                 0);
+    CHECK_EQ_INT(kwb_event_append(b, &ctx, KWB_EV_ADDED, KWB_ORIGIN_WATCH, &obj,
+                                  "5", err, sizeof(err)),
+                 0);
+    kwb_event_ctx_stamp(&ctx);
+    CHECK_EQ_INT((int)ctx.observed_len, 24);
+    /* The stamp, not the clock: overwrite it and the events follow. */
+    memcpy(ctx.observed, "2001-02-03T04:05:06.789Z", 24);
+    for (int i = 0; i < 2; i++) {
+        CHECK_EQ_INT(kwb_event_append(b, &ctx, KWB_EV_MODIFIED,
+                                      KWB_ORIGIN_WATCH, &obj, "5", err,
+                                      sizeof(err)),
+                     0);
+    }
+    kwb_event_ctx_unstamp(&ctx);
+    CHECK_EQ_INT(kwb_event_append(b, &ctx, KWB_EV_DELETED, KWB_ORIGIN_WATCH,
+                                  &obj, "5", err, sizeof(err)),
+                 0);
+    CHECK_EQ_INT((int)b->n_items, 4);
+    for (size_t i = 0; i < 4; i++) {
+        observed_of(b, i, o[i]);
+    }
+    CHECK_EQ_STR(o[1], "2001-02-03T04:05:06.789Z");
+    CHECK_EQ_STR(o[2], "2001-02-03T04:05:06.789Z");
+    /* Unstamped events: this year, same shape. */
+    for (int i = 0; i < 4; i += 3) {
+        CHECK_EQ_INT((int)strlen(o[i]), 24);
+        CHECK(strncmp(o[i], "2001", 4) != 0);
+        CHECK(o[i][10] == 'T' && o[i][19] == '.' && o[i][23] == 'Z');
+    }
+    kwb_event_ctx_free(&ctx);
+    kwb_batch_free(b);
+}
+
 int main(void)
 {
+    test_observed_stamp();
     test_redacted();
     test_duplicate_and_malformed_members();
     test_hmac();

@@ -1479,8 +1479,65 @@ static void test_fuzz_inputs(void)
     CHECK_EQ_INT(err.offset, (size_t)(strchr(doc, '\n') - doc));
 }
 
+/* Every key the scanner looks for, with each byte changed in turn (and
+ * one byte shorter or longer): never taken for the key; the key itself
+ * always is. Covers the length filter and the word-wise key compare. */
+static void test_near_miss_keys(void)
+{
+    static const char *const keys[] = {
+        "kind", "apiVersion", "name", "namespace", "uid", "resourceVersion"};
+    char key[32], text[256];
+    struct kwb_jobj obj;
+    struct kwb_jerr err = {0, NULL};
+    int bad = 0;
+
+    for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
+        size_t n = strlen(keys[k]);
+        int meta = k >= 2;
+
+        for (size_t pos = 0; pos <= n + 1; pos++) {
+            /* pos < n: one byte changed; n: one byte cut; n + 1: added. */
+            memcpy(key, keys[k], n + 1);
+            if (pos < n) {
+                key[pos] = (char)(key[pos] ^ 0x20);
+            } else if (pos == n) {
+                key[n - 1] = '\0';
+            } else {
+                key[n] = 'x';
+                key[n + 1] = '\0';
+            }
+            for (int exact = 0; exact < 2; exact++) {
+                const char *use = exact ? keys[k] : key;
+                const struct kwb_jspan *got;
+
+                snprintf(text, sizeof(text),
+                         meta ? "{\"metadata\":{\"%s\":\"v\"}}"
+                              : "{\"%s\":\"v\"}",
+                         use);
+                if (kwb_jscan_object(text, strlen(text), &obj, &err) < 0) {
+                    bad = 1;
+                    continue;
+                }
+                got = k == 0   ? &obj.kind
+                      : k == 1 ? &obj.api_version
+                      : k == 2 ? &obj.name
+                      : k == 3 ? &obj.namespace_
+                      : k == 4 ? &obj.uid
+                               : &obj.resource_version;
+                if (exact != (got->p != NULL)) {
+                    fprintf(stderr, "key '%s' %s\n", use,
+                            exact ? "not found" : "taken for a field");
+                    bad = 1;
+                }
+            }
+        }
+    }
+    CHECK(!bad);
+}
+
 int main(void)
 {
+    test_near_miss_keys();
     test_hand_cases();
     test_skip();
     test_error_offsets();

@@ -174,9 +174,111 @@ static void test_mark_and_clone(void)
     kwb_store_free(s);
 }
 
+/* Every byte value at every position of a UUID: each variant is its own
+ * key (whether it is packed or kept as a string), round-trips byte for
+ * byte, and none is confused with another. Catches a packing that is not
+ * one-to-one or that accepts a byte outside 0-9a-f. */
+static void test_uuid_variants(void)
+{
+    static const char base[] = "0b5c3c7e-8f00-4a8e-9d2a-6f1f2c3d4e5f";
+    struct kwb_store *s = kwb_store_new();
+    struct kwb_store_entry e;
+    char uid[37], rv[16];
+    size_t n = 0;
+    int bad = 0;
+
+    CHECK(s != NULL);
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t pos = 0; pos < 36; pos++) {
+            for (int c = 1; c < 256; c++) {
+                memcpy(uid, base, sizeof(base));
+                uid[pos] = (char)c;
+                snprintf(rv, sizeof(rv), "%zu", pos * 256 + (size_t)c);
+                if (pass == 0) {
+                    if (c == base[pos]) {
+                        continue;
+                    }
+                    bad |= kwb_store_put(s, uid, rv, "v", "ns") != 0;
+                    n++;
+                } else if (c != base[pos]) {
+                    const char *got = kwb_store_get_rv(s, uid);
+                    bad |= !got || strcmp(got, rv) != 0;
+                    bad |= kwb_store_lookup(s, uid, &e) != 0 ||
+                           strcmp(e.uid, uid) != 0;
+                }
+            }
+        }
+    }
+    CHECK(!bad);
+    CHECK_EQ_INT((int)kwb_store_count(s), (int)n);
+    CHECK(kwb_store_get_rv(s, base) == NULL);
+    /* Every lower-case hex digit in every digit position, one at a time,
+     * then the original: still distinct. */
+    CHECK_EQ_INT(kwb_store_put(s, base, "orig", "v", "ns"), 0);
+    CHECK_EQ_STR(kwb_store_get_rv(s, base), "orig");
+    CHECK_EQ_INT((int)kwb_store_count(s), (int)n + 1);
+    kwb_store_free(s);
+}
+
+/* kwb_store_find + put_at/del_at: the same results as get_rv + put/del,
+ * also when other changes (growth, deletions that shift slots) come in
+ * between. */
+static void test_find_then_update(void)
+{
+    struct kwb_store *s = kwb_store_new();
+    struct kwb_store_pos pos, pos2;
+    char uid[64], other[64];
+
+    CHECK(s != NULL);
+    CHECK(kwb_store_find(s, "a-uid", &pos) == NULL);
+    CHECK_EQ_INT(kwb_store_put_at(s, &pos, "1", "a", "ns"), 0);
+    CHECK_EQ_STR(kwb_store_get_rv(s, "a-uid"), "1");
+    CHECK_EQ_STR(kwb_store_find(s, "a-uid", &pos), "1");
+    CHECK_EQ_INT(kwb_store_put_at(s, &pos, "2", "a", "ns"), 0);
+    CHECK_EQ_STR(kwb_store_get_rv(s, "a-uid"), "2");
+    CHECK_EQ_INT((int)kwb_store_count(s), 1);
+
+    /* Found while absent, then the table grows several times before the
+     * put: the slot is found again, nothing is duplicated or lost. */
+    snprintf(uid, sizeof(uid), "0b5c3c7e-8f00-4a8e-9d2a-%012d", 999999);
+    CHECK(kwb_store_find(s, uid, &pos) == NULL);
+    for (int i = 0; i < 1000; i++) {
+        snprintf(other, sizeof(other), "0b5c3c7e-8f00-4a8e-9d2a-%012d", i);
+        CHECK_EQ_INT(kwb_store_put(s, other, "7", "o", "ns"), 0);
+    }
+    CHECK_EQ_INT(kwb_store_put_at(s, &pos, "9", "late", "ns"), 0);
+    CHECK_EQ_STR(kwb_store_get_rv(s, uid), "9");
+    CHECK_EQ_INT((int)kwb_store_count(s), 1002);
+
+    /* Found while present, then deletions shift the probe chains: the
+     * delete still removes exactly this uid. */
+    CHECK_EQ_STR(kwb_store_find(s, uid, &pos), "9");
+    for (int i = 0; i < 1000; i += 2) {
+        snprintf(other, sizeof(other), "0b5c3c7e-8f00-4a8e-9d2a-%012d", i);
+        CHECK_EQ_INT(kwb_store_del(s, other), 1);
+    }
+    CHECK_EQ_INT(kwb_store_del_at(s, &pos), 1);
+    CHECK(kwb_store_get_rv(s, uid) == NULL);
+    CHECK_EQ_INT((int)kwb_store_count(s), 501);
+    for (int i = 1; i < 1000; i += 2) {
+        snprintf(other, sizeof(other), "0b5c3c7e-8f00-4a8e-9d2a-%012d", i);
+        CHECK_EQ_STR(kwb_store_get_rv(s, other), "7");
+    }
+    /* Two positions at once, updated in turn. */
+    CHECK(kwb_store_find(s, "x", &pos) == NULL);
+    CHECK(kwb_store_find(s, "y", &pos2) == NULL);
+    CHECK_EQ_INT(kwb_store_put_at(s, &pos, "1", "x", ""), 0);
+    CHECK_EQ_INT(kwb_store_put_at(s, &pos2, "2", "y", ""), 0);
+    CHECK_EQ_STR(kwb_store_get_rv(s, "x"), "1");
+    CHECK_EQ_STR(kwb_store_get_rv(s, "y"), "2");
+    kwb_store_free(s);
+}
+
 int main(void)
 {
     test_basic();
+    test_uuid_variants();
+    test_find_then_update();
     test_churn();
     test_mark_and_clone();
     return check_report();
