@@ -276,6 +276,10 @@ struct kwb_pipeline {
     int unacked_at_stop;
     struct kwb_cmstate *cms; /* NULL: file backend */
     int64_t pool_checked_ms; /* last kwb_pipeline_pool_trim() */
+    /* The largest batch released since fill_since_ms, and in the
+     * KWB_POOL_IDLE_MS before: what the pool should be ready for. */
+    size_t fill_now, fill_before;
+    int64_t fill_since_ms;
 };
 
 static const char *item_str(const struct kwb_batch *b, uint32_t off)
@@ -870,6 +874,9 @@ static void release_batch(struct kwb_pipeline *p, struct kwb_batch *b)
     if (b->touched < bytes) {
         b->touched = bytes; /* measured like held_bytes: see the pool */
     }
+    if (p->fill_now < bytes) {
+        p->fill_now = bytes;
+    }
     pthread_mutex_lock(&p->lock);
     keep = b->json_cap + b->str_cap <= POOL_BATCH_BYTES;
     if (keep && p->pool_bigger < b->touched) {
@@ -895,29 +902,44 @@ static void release_batch(struct kwb_pipeline *p, struct kwb_batch *b)
     }
 }
 
+/* A pooled batch more than twice as large as any handed back lately, plus
+ * this, is freed rather than kept (see kwb_pipeline_pool_trim). */
+#define POOL_SLACK ((size_t)64 << 10)
+
 /*
- * The pool is a stack: batches go on top when released and are taken from
- * the top, so every batch below one is older; the first one (from the
- * top) that has waited KWB_POOL_IDLE_MS and everything under it were not
- * needed for that long. Each freed batch unmaps its JSON buffer at once;
- * its malloc'd string and item arrays are handed back by malloc_trim.
+ * Two kinds of pooled batches go: those that waited KWB_POOL_IDLE_MS (not
+ * needed for that long), and those much larger than any batch released in
+ * the last one to two KWB_POOL_IDLE_MS: after a list, events trickling in
+ * fill a few KB of a batch whose buffers the list had filled to 1 MiB,
+ * and reusing it kept that MiB resident. Each freed batch unmaps its JSON
+ * buffer at once; its malloc'd string and item arrays are handed back by
+ * malloc_trim.
  */
 size_t kwb_pipeline_pool_trim(struct kwb_pipeline *p, int64_t now)
 {
-    struct kwb_batch **cut, *old, *bare = NULL, *next;
-    size_t n = 0;
+    struct kwb_batch **pp, *b, *old = NULL, *bare = NULL, *next;
+    size_t n = 0, want;
 
-    pthread_mutex_lock(&p->lock);
-    cut = &p->pool;
-    while (*cut && now - (*cut)->pooled_ms < KWB_POOL_IDLE_MS) {
-        cut = &(*cut)->next;
+    if (now - p->fill_since_ms >= KWB_POOL_IDLE_MS) {
+        p->fill_before = p->fill_now;
+        p->fill_now = 0;
+        p->fill_since_ms = now;
     }
-    old = *cut;
-    *cut = NULL;
-    for (struct kwb_batch *b = old; b; b = b->next) {
-        p->pool_len--;
-        p->pool_bytes -= b->touched;
-        n++;
+    want = 2 * (p->fill_now > p->fill_before ? p->fill_now : p->fill_before) +
+           POOL_SLACK;
+    pthread_mutex_lock(&p->lock);
+    pp = &p->pool;
+    while ((b = *pp)) {
+        if (now - b->pooled_ms >= KWB_POOL_IDLE_MS || b->touched > want) {
+            *pp = b->next;
+            b->next = old;
+            old = b;
+            p->pool_len--;
+            p->pool_bytes -= b->touched;
+            n++;
+        } else {
+            pp = &b->next;
+        }
     }
     if (n > 0 && !p->pool) {
         /* Idle: the empty batch structs go too. */
@@ -1344,6 +1366,7 @@ int kwb_pipeline_start(struct kwb_pipeline *p)
     }
     p->last_ckpt_ms = kwb_now_ms();
     p->pool_checked_ms = p->last_ckpt_ms;
+    p->fill_since_ms = p->last_ckpt_ms;
     rc = pthread_create(&p->thread, NULL, pipeline_main, p);
     if (rc != 0) {
         return -rc;
