@@ -42,8 +42,9 @@
  * before they went down is cut to fit them before it is sent); after
  * KWB_WEBHOOK_GROW_AFTER 2xx answers in a row they grow by a quarter, up to
  * the configured values. One event that still gets 413 alone is acked FAIL
- * (reason: 413 and its size), the rest goes on. Each part is a request of
- * its own: its own X-KWB-Batch-Id and X-KWB-Events, its own signature. A
+ * (reason: 413 and its size), then the rest goes on or is handed back as
+ * after any permanent failure (above). Each part is a request of its own:
+ * its own X-KWB-Batch-Id and X-KWB-Events, its own signature. A
  * split logs one warning and counts the events sent again as retries
  * (kwb_sink_retries_total).
  *
