@@ -275,7 +275,7 @@ struct kwb_pipeline {
     int ck_inflight; /* a round was handed to it and not collected yet */
     int unacked_at_stop;
     struct kwb_cmstate *cms; /* NULL: file backend */
-    int64_t last_handoff_ms; /* last batch taken from the queue */
+    int64_t pool_checked_ms; /* last kwb_pipeline_pool_trim() */
 };
 
 static const char *item_str(const struct kwb_batch *b, uint32_t off)
@@ -499,9 +499,6 @@ static int take_queued(struct kwb_pipeline *p)
             }
         }
         n++;
-    }
-    if (n > 0) {
-        p->last_handoff_ms = kwb_now_ms();
     }
     return n;
 }
@@ -900,6 +897,7 @@ static void release_batch(struct kwb_pipeline *p, struct kwb_batch *b)
     keep = keep && p->pool_bytes + b->touched <=
                        p->cfg->queue_bytes + p->n_watches * p->pool_bigger;
     if (keep) {
+        b->pooled_ms = kwb_now_ms();
         b->next = p->pool;
         p->pool = b;
         p->pool_len++;
@@ -916,29 +914,39 @@ static void release_batch(struct kwb_pipeline *p, struct kwb_batch *b)
     }
 }
 
-/* Once no batch came for KWB_POOL_IDLE_MS, give the pooled batches and
- * the free memory of every malloc arena back to the system: an idle agent
- * keeps only what it tracks. Returns batches freed. */
-static size_t pool_release_idle(struct kwb_pipeline *p, int64_t now)
+/*
+ * The pool is a stack: batches go on top when released and are taken from
+ * the top, so every batch below one is older; the first one (from the
+ * top) that has waited KWB_POOL_IDLE_MS and everything under it were not
+ * needed for that long. Each freed batch unmaps its JSON buffer at once;
+ * its malloc'd string and item arrays are handed back by malloc_trim.
+ */
+size_t kwb_pipeline_pool_trim(struct kwb_pipeline *p, int64_t now)
 {
-    struct kwb_batch *b, *bare, *next;
-    size_t n;
+    struct kwb_batch **cut, *old, *bare = NULL, *next;
+    size_t n = 0;
 
-    if (now - p->last_handoff_ms < KWB_POOL_IDLE_MS) {
-        return 0;
-    }
     pthread_mutex_lock(&p->lock);
-    b = p->pool;
-    n = p->pool_len;
-    p->pool = NULL;
-    p->pool_len = 0;
-    p->pool_bytes = 0;
-    bare = p->bare;
-    p->bare = NULL;
+    cut = &p->pool;
+    while (*cut && now - (*cut)->pooled_ms < KWB_POOL_IDLE_MS) {
+        cut = &(*cut)->next;
+    }
+    old = *cut;
+    *cut = NULL;
+    for (struct kwb_batch *b = old; b; b = b->next) {
+        p->pool_len--;
+        p->pool_bytes -= b->touched;
+        n++;
+    }
+    if (n > 0 && !p->pool) {
+        /* Idle: the empty batch structs go too. */
+        bare = p->bare;
+        p->bare = NULL;
+    }
     pthread_mutex_unlock(&p->lock);
-    for (; b; b = next) {
-        next = b->next;
-        kwb_batch_free(b);
+    for (; old; old = next) {
+        next = old->next;
+        kwb_batch_free(old);
     }
     for (; bare; bare = next) {
         next = bare->next;
@@ -1258,7 +1266,10 @@ static void *pipeline_main(void *arg)
         stopping = p->stopping;
         pthread_mutex_unlock(&p->lock);
         write_checkpoints(p, 0);
-        pool_release_idle(p, now);
+        if (now - p->pool_checked_ms >= KWB_POOL_IDLE_MS / 10) {
+            p->pool_checked_ms = now;
+            kwb_pipeline_pool_trim(p, now);
+        }
 
         if (stopping) {
             int queued;
@@ -1351,7 +1362,7 @@ int kwb_pipeline_start(struct kwb_pipeline *p)
                      s->ops->ready ? s->ops->ready(s->state) : 1);
     }
     p->last_ckpt_ms = kwb_now_ms();
-    p->last_handoff_ms = p->last_ckpt_ms;
+    p->pool_checked_ms = p->last_ckpt_ms;
     rc = pthread_create(&p->thread, NULL, pipeline_main, p);
     if (rc != 0) {
         return -rc;

@@ -68,11 +68,12 @@ struct kwb_batch {
     size_t str_len, str_cap;
     struct kwb_item *items;
     size_t n_items, items_cap;
-    size_t n_events; /* items of kind EVENT */
-    size_t applied;  /* items applied to the watch's checkpoint state */
-    size_t touched;  /* most bytes its buffers held so far (pool) */
-    uint64_t seq;    /* hand-off order (pipeline) */
-    size_t inflight; /* submissions of its items not yet acked */
+    size_t n_events;   /* items of kind EVENT */
+    size_t applied;    /* items applied to the watch's checkpoint state */
+    size_t touched;    /* most bytes its buffers held so far (pool) */
+    int64_t pooled_ms; /* when it last went into the pool (pipeline) */
+    uint64_t seq;      /* hand-off order (pipeline) */
+    size_t inflight;   /* submissions of its items not yet acked */
     /* From kwb_pipeline_batch: takes a pooled batch's buffers when it
      * first needs any (then NULL), so an idle worker's empty batch holds
      * none. */
@@ -142,11 +143,22 @@ int kwb_pipeline_push(struct kwb_pipeline *p, struct kwb_batch *b,
  * no mmap churn per batch; they are taken when the batch first needs
  * room, so an empty batch waiting for events holds none). The pool keeps up to
  * queue_bytes of finished batches plus one per watch, enough for all that can
- * be in flight, and is emptied (and malloc_trim'd) once no batch was handed
- * over for KWB_POOL_IDLE_MS. Any thread; NULL on -ENOMEM.
+ * be in flight; a batch that stays in it unused for KWB_POOL_IDLE_MS is
+ * freed (kwb_pipeline_pool_trim). Any thread; NULL on -ENOMEM.
  */
 #define KWB_POOL_IDLE_MS 1000
 struct kwb_batch *kwb_pipeline_batch(struct kwb_pipeline *p, size_t watch);
+
+/*
+ * Free the pooled batches that have not been used for KWB_POOL_IDLE_MS at
+ * `now` (kwb_now_ms()) and give the memory of the malloc arenas back
+ * (malloc_trim). After a burst (a list) the pool holds as many batches as
+ * were in flight at its peak; events trickling in afterwards reuse one or
+ * two, and the rest is freed instead of staying resident for as long as
+ * events keep coming. Returns the batches freed. The pipeline thread calls
+ * it; exposed for tests (call it only while that thread does not run).
+ */
+size_t kwb_pipeline_pool_trim(struct kwb_pipeline *p, int64_t now);
 
 /*
  * Stop: no more pushes are expected; drain what is queued, wait for the

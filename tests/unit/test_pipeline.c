@@ -1,6 +1,7 @@
 /*
  * test_pipeline.c - the pipeline's queue bounds (queue_events and
- * queue_bytes) and its batch pool, with a file sink into a temp dir.
+ * queue_bytes) and its batch pool (reuse, release of unused batches),
+ * with a file sink into a temp dir.
  */
 #include <errno.h>
 #include <stdatomic.h>
@@ -248,6 +249,48 @@ static void test_pool(void)
     teardown(&f);
 }
 
+/* Pooled batches unused for KWB_POOL_IDLE_MS are freed: none before,
+ * all after (the pipeline thread does this every 100 ms with the real
+ * clock; here the clock is the argument). */
+static void test_pool_trim(void)
+{
+    struct fixture f;
+    atomic_int stop = 0;
+    size_t seq = 0;
+    int64_t t0, t1;
+    struct kwb_batch *b;
+
+    if (setup(&f, 100000, 65536) < 0 || kwb_pipeline_start(f.p) < 0) {
+        CHECK(0);
+        teardown(&f);
+        return;
+    }
+    t0 = kwb_now_ms();
+    for (size_t i = 0; i < 20; i++) {
+        b = kwb_pipeline_batch(f.p, 0);
+        CHECK(b != NULL);
+        if (!b) {
+            break;
+        }
+        fill(b, 4, 4000, &seq);
+        CHECK_EQ_INT(kwb_pipeline_push(f.p, b, &stop), 0);
+    }
+    CHECK_EQ_INT(kwb_pipeline_stop(f.p, kwb_now_ms() + 10000), 0);
+    t1 = kwb_now_ms();
+    /* Every batch went into the pool at or after t0: none has waited. */
+    CHECK_EQ_INT(kwb_pipeline_pool_trim(f.p, t0 + KWB_POOL_IDLE_MS - 1), 0);
+    b = kwb_pipeline_batch(f.p, 0);
+    CHECK(b && kwb_batch_json_reserve(b, 1) && b->touched > 0);
+    kwb_batch_free(b);
+    /* At t1 + KWB_POOL_IDLE_MS every one has: the pool is emptied. */
+    CHECK(kwb_pipeline_pool_trim(f.p, t1 + KWB_POOL_IDLE_MS) >= 1);
+    CHECK_EQ_INT(kwb_pipeline_pool_trim(f.p, t1 + KWB_POOL_IDLE_MS), 0);
+    b = kwb_pipeline_batch(f.p, 0);
+    CHECK(b && kwb_batch_json_reserve(b, 1) && b->touched == 0);
+    kwb_batch_free(b);
+    teardown(&f);
+}
+
 int main(void)
 {
     char path[128];
@@ -259,6 +302,7 @@ int main(void)
     }
     test_bounds();
     test_pool();
+    test_pool_trim();
     snprintf(path, sizeof(path), "%s/events.jsonl", tmpdir);
     unlink(path);
     snprintf(path, sizeof(path), "%s/state", tmpdir);
