@@ -551,26 +551,35 @@ static int before_cursor(const struct psink *s, const struct kwb_item *it)
  * the sink had already taken may so reach it twice (at-least-once; their
  * second acknowledgement is ignored), once per recovery, not once per
  * failed attempt.
+ *
+ * An event at or after the cursor is already on its way back: the cursor
+ * went back to it or to an earlier event since it was submitted (a sink
+ * hands back unsent what it held behind a failed event, or fails a run of
+ * events at once). It goes again after that one anyway, so its failure is
+ * no new failure of the sink: counted as a retry, no further backoff step.
+ * Returns 1 when the cursor went back to it, 0 when it was already there.
  */
-static void rewind_sink(struct psink *s, struct kwb_item *it)
+static int rewind_sink(struct psink *s, struct kwb_item *it)
 {
     int64_t delay = (int64_t)(s->retry_delay_s * 1000.0);
     int64_t due = kwb_now_ms() + (delay > 0 ? delay : 1);
     double d = s->retry_delay_s;
 
-    if (before_cursor(s, it)) {
-        s->cur = it->batch;
-        s->cur_idx = (size_t)(it - it->batch->items);
-        s->probe = it;
-        s->probe_sent = 0;
+    kwb_counter_add(&s->stats->retries, 1);
+    if (!before_cursor(s, it)) {
+        return 0;
     }
+    s->cur = it->batch;
+    s->cur_idx = (size_t)(it - it->batch->items);
+    s->probe = it;
+    s->probe_sent = 0;
     if (due > s->resume_ms) {
         s->resume_ms = due;
     }
     s->retry_delay_s = d * 2 > s->p->cfg->sink_retry_max_s
                            ? s->p->cfg->sink_retry_max_s
                            : d * 2;
-    kwb_counter_add(&s->stats->retries, 1);
+    return 1;
 }
 
 static void item_acked(struct kwb_pipeline *p, struct kwb_item *it);
@@ -691,13 +700,23 @@ static void on_ack(void *opaque, uint64_t token, enum kwb_ack_status status,
     {
         const char *kv[] = {"sink", s->conf->name, "uid",
                             item_str(it->batch, it->uid), NULL};
-        kwb_log_kv(KWB_LOG_WARN, "pipeline", kv,
-                   "delivery failed (%s), retrying in %.1fs: %s",
-                   status == KWB_ACK_FAIL ? "permanent, no dead_letter_path"
-                                          : "transient",
-                   s->retry_delay_s, reason ? reason : "unknown");
+        double delay_s = s->retry_delay_s;
+
+        if (rewind_sink(s, it)) {
+            kwb_log_kv(KWB_LOG_WARN, "pipeline", kv,
+                       "delivery failed (%s), retrying in %.1fs: %s",
+                       status == KWB_ACK_RETRY ? "transient"
+                       : s->dl_fd < 0 ? "permanent, no dead_letter_path"
+                                      : "permanent, dead letter not "
+                                        "written",
+                       delay_s, reason ? reason : "unknown");
+        } else if (kwb_log_enabled(KWB_LOG_DEBUG)) {
+            kwb_log_kv(KWB_LOG_DEBUG, "pipeline", kv,
+                       "not delivered, goes again after the event before it "
+                       "that failed: %s",
+                       reason ? reason : "unknown");
+        }
     }
-    rewind_sink(s, it);
 }
 
 /* Submit one item to sink s; returns 0, -EAGAIN, or handles rejection. */

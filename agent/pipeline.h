@@ -8,7 +8,9 @@
  * Each sink gets the events in stream order through its own cursor; after
  * a failed delivery the cursor goes back to that event (sent alone until
  * it is through, then the rest again), so per object a sink's last word
- * is always the newest change.
+ * is always the newest change. A failure of an event the cursor already
+ * went back to or before (one a sink hands back unsent because an earlier
+ * event failed) is counted as a retry but adds no backoff step.
  *
  * Thread: kwb_pipeline_push/kwb_batch_* run on watch workers; everything
  * else of the pipeline runs on its own thread, started by

@@ -38,10 +38,14 @@
 
 /* Hand a batch over once it holds this many items or JSON bytes, even in
  * the middle of a network read. */
-#define BATCH_ITEMS   1024
-#define BATCH_BYTES   (1u << 20)
-#define URL_MAX       8192
-#define LIST_BODY_MAX ((size_t)2 << 30)
+#define BATCH_ITEMS 1024
+#define BATCH_BYTES (1u << 20)
+/* ... and when it has waited HANDOVER_US in a network read while holding
+ * fewer than HANDOVER_ITEMS (a slow stream; see on_data). */
+#define HANDOVER_US    1000
+#define HANDOVER_ITEMS 64
+#define URL_MAX        8192
+#define LIST_BODY_MAX  ((size_t)2 << 30)
 
 enum end_reason {
     END_NONE = 0,
@@ -64,7 +68,8 @@ struct kwb_watch {
     struct kwb_backoff backoff;
     struct kwb_framer framer;
     struct kwb_batch *batch;
-    char *rv; /* last RV seen: event, bookmark or list */
+    int64_t batch_us; /* CLOCK_MONOTONIC us: on_data first saw it non-empty */
+    char *rv;         /* last RV seen: event, bookmark or list */
     size_t rv_cap;
     int first_start;
     int need_list;
@@ -101,6 +106,14 @@ static void wlog(const struct kwb_watch *w, int level, const char *fmt, ...)
     va_end(ap);
 }
 
+static int64_t now_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 /* Called for every event: reuses its buffer instead of allocating. */
 static int set_rv(struct kwb_watch *w, const char *rv)
 {
@@ -130,6 +143,7 @@ static int flush_batch(struct kwb_watch *w)
         return 0;
     }
     w->batch = kwb_pipeline_batch(w->pipeline, w->idx);
+    w->batch_us = 0;
     rc = kwb_pipeline_push(w->pipeline, b, &w->stop);
     if (!w->batch) {
         return -ENOMEM;
@@ -686,6 +700,18 @@ static int on_oversize(void *opaque, size_t len_so_far)
                        len_so_far);
 }
 
+/*
+ * curl keeps reading (up to 100 reads) while the socket stays readable and
+ * calls this for each chunk, i.e. each event; on_idle runs only after that.
+ * A slow stream on a busy machine (10k events/s, the worker a little behind)
+ * always has the next event there, so events waited up to ~10 ms in the
+ * worker's batch (the largest part of the p99 at 10k/s; BENCHMARKS.md,
+ * Latency). So a batch that has waited HANDOVER_US and is still small goes
+ * over now. A fast stream (more than HANDOVER_ITEMS per HANDOVER_US) keeps
+ * batching by size: handing it over every millisecond cost 25-35 % more
+ * CPU per event on the events benchmark (a write and an fsync per smaller
+ * batch).
+ */
 static int on_data(void *opaque, const char *data, size_t len)
 {
     struct kwb_watch *w = opaque;
@@ -705,7 +731,19 @@ static int on_data(void *opaque, const char *data, size_t len)
         atomic_store_explicit(&w->stats->last_event_ms, kwb_now_coarse_ms(),
                               memory_order_relaxed);
     }
-    return rc != 0;
+    if (rc != 0) {
+        return 1;
+    }
+    if (w->batch->n_items == 0 || w->batch->n_items >= HANDOVER_ITEMS) {
+        return 0;
+    }
+    int64_t now = now_us();
+    if (w->batch_us == 0) {
+        w->batch_us = now;
+    } else if (now - w->batch_us >= HANDOVER_US) {
+        return flush_batch(w) < 0;
+    }
+    return 0;
 }
 
 static int on_idle(void *opaque)
