@@ -932,12 +932,13 @@ static void release_batch(struct kwb_pipeline *p, struct kwb_batch *b)
  * fill a few KB of a batch whose buffers the list had filled to 1 MiB,
  * and reusing it kept that MiB resident. Each freed batch unmaps its JSON
  * buffer at once; its malloc'd string and item arrays are handed back by
- * malloc_trim.
+ * malloc_trim once the pool is empty.
  */
 size_t kwb_pipeline_pool_trim(struct kwb_pipeline *p, int64_t now)
 {
     struct kwb_batch **pp, *b, *old = NULL, *bare = NULL, *next;
     size_t n = 0, want;
+    int idle;
 
     if (now - p->fill_since_ms >= KWB_POOL_IDLE_MS) {
         p->fill_before = p->fill_now;
@@ -960,8 +961,9 @@ size_t kwb_pipeline_pool_trim(struct kwb_pipeline *p, int64_t now)
             pp = &b->next;
         }
     }
-    if (n > 0 && !p->pool) {
-        /* Idle: the empty batch structs go too. */
+    idle = n > 0 && !p->pool;
+    if (idle) {
+        /* The empty batch structs go too. */
         bare = p->bare;
         p->bare = NULL;
     }
@@ -974,7 +976,10 @@ size_t kwb_pipeline_pool_trim(struct kwb_pipeline *p, int64_t now)
         next = bare->next;
         kwb_batch_free(bare);
     }
-    if (n > 0) {
+    if (idle) {
+        /* Not while events flow: it walks every arena under its lock,
+         * and what it could return then (the freed batches' string and
+         * item arrays) is small and soon reused. */
         malloc_trim(0);
     }
     return n;

@@ -152,11 +152,11 @@ struct kwb_batch *kwb_pipeline_batch(struct kwb_pipeline *p, size_t watch);
 /*
  * Free the pooled batches that have not been used for KWB_POOL_IDLE_MS at
  * `now` (kwb_now_ms()), and those more than twice as large as any batch
- * released lately (plus 64 KiB), and give the memory of the malloc arenas
- * back (malloc_trim). After a burst (a list) the pool holds as many
- * batches as were in flight at its peak, each filled to ~1 MiB; events
- * trickling in afterwards need one or two batches of a few KB, and the
- * rest is freed instead of staying resident for as long as events keep
+ * released lately (plus 64 KiB); when that empties the pool, give the
+ * memory of the malloc arenas back too (malloc_trim). After a burst (a list)
+ * the pool holds as many batches as were in flight at its peak, each filled to
+ * ~1 MiB; events trickling in afterwards need one or two batches of a few KB,
+ * and the rest is freed instead of staying resident for as long as events keep
  * coming. Returns the batches freed. The pipeline thread calls it every
  * KWB_POOL_IDLE_MS / 10; exposed for tests (call it only while that
  * thread does not run).
