@@ -7,6 +7,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A buffer grown past this for one line is freed once the line is out
+ * (delivered or skipped as oversize): one large object does not keep its
+ * size for the life of the watch. */
+#define KEEP_BYTES ((size_t)256 << 10)
+
+static void release_large(struct kwb_framer *f)
+{
+    if (f->cap > KEEP_BYTES) {
+        free(f->buf);
+        f->buf = NULL;
+        f->cap = 0;
+    }
+}
+
 void kwb_framer_init(struct kwb_framer *f, size_t max_line)
 {
     memset(f, 0, sizeof(*f));
@@ -15,6 +29,7 @@ void kwb_framer_init(struct kwb_framer *f, size_t max_line)
 
 void kwb_framer_reset(struct kwb_framer *f)
 {
+    release_large(f);
     f->len = 0;
     f->skipped = 0;
     f->skipping = 0;
@@ -101,6 +116,7 @@ int kwb_framer_feed(struct kwb_framer *f, const char *data, size_t len,
             size_t so_far = f->len + n;
 
             f->len = 0;
+            release_large(f);
             if (nl) {
                 p = nl + 1;
             } else {
@@ -139,8 +155,13 @@ int kwb_framer_feed(struct kwb_framer *f, const char *data, size_t len,
         if (line_len && line[line_len - 1] == '\r') {
             line_len--;
         }
-        if (line_len && !blank(line, line_len) &&
-            (rc = on_line(opaque, line, line_len)) != 0) {
+        rc = line_len && !blank(line, line_len)
+                 ? on_line(opaque, line, line_len)
+                 : 0;
+        if (line == f->buf) {
+            release_large(f);
+        }
+        if (rc != 0) {
             return rc;
         }
     }

@@ -6,7 +6,9 @@
  * without one trailing '\r'. Empty and whitespace-only lines (' ', '\t',
  * '\r') are skipped. A line that lies whole inside a chunk while nothing is
  * pending is delivered in place (zero-copy); only partial lines are copied
- * into the framer's buffer, which never grows past max_line + 1 bytes.
+ * into the framer's buffer, which never grows past max_line + 1 bytes and
+ * is freed after a line that made it grow past 256 KiB (one large object
+ * does not keep its size for the life of the watch).
  *
  * A line longer than max_line bytes (counting a trailing '\r', not the
  * '\n') is reported once through on_oversize and skipped up to its '\n'
@@ -34,7 +36,8 @@ typedef int (*kwb_framer_line_fn)(void *opaque, const char *line, size_t len);
 typedef int (*kwb_framer_oversize_fn)(void *opaque, size_t len_so_far);
 
 void kwb_framer_init(struct kwb_framer *f, size_t max_line);
-/* Drop partial data and any skip state; keep the memory. */
+/* Drop partial data and any skip state; keep the memory unless a line
+ * made it grow past 256 KiB. */
 void kwb_framer_reset(struct kwb_framer *f);
 /* Free the memory; NULL-safe; the framer may be initialised again. */
 void kwb_framer_free(struct kwb_framer *f);

@@ -276,6 +276,10 @@ struct kwb_pipeline {
     int unacked_at_stop;
     struct kwb_cmstate *cms; /* NULL: file backend */
     int64_t pool_checked_ms; /* last kwb_pipeline_pool_trim() */
+    /* The largest batch released since fill_since_ms, and in the
+     * KWB_POOL_IDLE_MS before: what the pool should be ready for. */
+    size_t fill_now, fill_before;
+    int64_t fill_since_ms;
 };
 
 static const char *item_str(const struct kwb_batch *b, uint32_t off)
@@ -547,26 +551,35 @@ static int before_cursor(const struct psink *s, const struct kwb_item *it)
  * the sink had already taken may so reach it twice (at-least-once; their
  * second acknowledgement is ignored), once per recovery, not once per
  * failed attempt.
+ *
+ * An event at or after the cursor is already on its way back: the cursor
+ * went back to it or to an earlier event since it was submitted (a sink
+ * hands back unsent what it held behind a failed event, or fails a run of
+ * events at once). It goes again after that one anyway, so its failure is
+ * no new failure of the sink: counted as a retry, no further backoff step.
+ * Returns 1 when the cursor went back to it, 0 when it was already there.
  */
-static void rewind_sink(struct psink *s, struct kwb_item *it)
+static int rewind_sink(struct psink *s, struct kwb_item *it)
 {
     int64_t delay = (int64_t)(s->retry_delay_s * 1000.0);
     int64_t due = kwb_now_ms() + (delay > 0 ? delay : 1);
     double d = s->retry_delay_s;
 
-    if (before_cursor(s, it)) {
-        s->cur = it->batch;
-        s->cur_idx = (size_t)(it - it->batch->items);
-        s->probe = it;
-        s->probe_sent = 0;
+    kwb_counter_add(&s->stats->retries, 1);
+    if (!before_cursor(s, it)) {
+        return 0;
     }
+    s->cur = it->batch;
+    s->cur_idx = (size_t)(it - it->batch->items);
+    s->probe = it;
+    s->probe_sent = 0;
     if (due > s->resume_ms) {
         s->resume_ms = due;
     }
     s->retry_delay_s = d * 2 > s->p->cfg->sink_retry_max_s
                            ? s->p->cfg->sink_retry_max_s
                            : d * 2;
-    kwb_counter_add(&s->stats->retries, 1);
+    return 1;
 }
 
 static void item_acked(struct kwb_pipeline *p, struct kwb_item *it);
@@ -687,13 +700,23 @@ static void on_ack(void *opaque, uint64_t token, enum kwb_ack_status status,
     {
         const char *kv[] = {"sink", s->conf->name, "uid",
                             item_str(it->batch, it->uid), NULL};
-        kwb_log_kv(KWB_LOG_WARN, "pipeline", kv,
-                   "delivery failed (%s), retrying in %.1fs: %s",
-                   status == KWB_ACK_FAIL ? "permanent, no dead_letter_path"
-                                          : "transient",
-                   s->retry_delay_s, reason ? reason : "unknown");
+        double delay_s = s->retry_delay_s;
+
+        if (rewind_sink(s, it)) {
+            kwb_log_kv(KWB_LOG_WARN, "pipeline", kv,
+                       "delivery failed (%s), retrying in %.1fs: %s",
+                       status == KWB_ACK_RETRY ? "transient"
+                       : s->dl_fd < 0 ? "permanent, no dead_letter_path"
+                                      : "permanent, dead letter not "
+                                        "written",
+                       delay_s, reason ? reason : "unknown");
+        } else if (kwb_log_enabled(KWB_LOG_DEBUG)) {
+            kwb_log_kv(KWB_LOG_DEBUG, "pipeline", kv,
+                       "not delivered, goes again after the event before it "
+                       "that failed: %s",
+                       reason ? reason : "unknown");
+        }
     }
-    rewind_sink(s, it);
 }
 
 /* Submit one item to sink s; returns 0, -EAGAIN, or handles rejection. */
@@ -870,6 +893,9 @@ static void release_batch(struct kwb_pipeline *p, struct kwb_batch *b)
     if (b->touched < bytes) {
         b->touched = bytes; /* measured like held_bytes: see the pool */
     }
+    if (p->fill_now < bytes) {
+        p->fill_now = bytes;
+    }
     pthread_mutex_lock(&p->lock);
     keep = b->json_cap + b->str_cap <= POOL_BATCH_BYTES;
     if (keep && p->pool_bigger < b->touched) {
@@ -895,32 +921,49 @@ static void release_batch(struct kwb_pipeline *p, struct kwb_batch *b)
     }
 }
 
+/* A pooled batch more than twice as large as any handed back lately, plus
+ * this, is freed rather than kept (see kwb_pipeline_pool_trim). */
+#define POOL_SLACK ((size_t)64 << 10)
+
 /*
- * The pool is a stack: batches go on top when released and are taken from
- * the top, so every batch below one is older; the first one (from the
- * top) that has waited KWB_POOL_IDLE_MS and everything under it were not
- * needed for that long. Each freed batch unmaps its JSON buffer at once;
- * its malloc'd string and item arrays are handed back by malloc_trim.
+ * Two kinds of pooled batches go: those that waited KWB_POOL_IDLE_MS (not
+ * needed for that long), and those much larger than any batch released in
+ * the last one to two KWB_POOL_IDLE_MS: after a list, events trickling in
+ * fill a few KB of a batch whose buffers the list had filled to 1 MiB,
+ * and reusing it kept that MiB resident. Each freed batch unmaps its JSON
+ * buffer at once; its malloc'd string and item arrays are handed back by
+ * malloc_trim once the pool is empty.
  */
 size_t kwb_pipeline_pool_trim(struct kwb_pipeline *p, int64_t now)
 {
-    struct kwb_batch **cut, *old, *bare = NULL, *next;
-    size_t n = 0;
+    struct kwb_batch **pp, *b, *old = NULL, *bare = NULL, *next;
+    size_t n = 0, want;
+    int idle;
 
+    if (now - p->fill_since_ms >= KWB_POOL_IDLE_MS) {
+        p->fill_before = p->fill_now;
+        p->fill_now = 0;
+        p->fill_since_ms = now;
+    }
+    want = 2 * (p->fill_now > p->fill_before ? p->fill_now : p->fill_before) +
+           POOL_SLACK;
     pthread_mutex_lock(&p->lock);
-    cut = &p->pool;
-    while (*cut && now - (*cut)->pooled_ms < KWB_POOL_IDLE_MS) {
-        cut = &(*cut)->next;
+    pp = &p->pool;
+    while ((b = *pp)) {
+        if (now - b->pooled_ms >= KWB_POOL_IDLE_MS || b->touched > want) {
+            *pp = b->next;
+            b->next = old;
+            old = b;
+            p->pool_len--;
+            p->pool_bytes -= b->touched;
+            n++;
+        } else {
+            pp = &b->next;
+        }
     }
-    old = *cut;
-    *cut = NULL;
-    for (struct kwb_batch *b = old; b; b = b->next) {
-        p->pool_len--;
-        p->pool_bytes -= b->touched;
-        n++;
-    }
-    if (n > 0 && !p->pool) {
-        /* Idle: the empty batch structs go too. */
+    idle = n > 0 && !p->pool;
+    if (idle) {
+        /* The empty batch structs go too. */
         bare = p->bare;
         p->bare = NULL;
     }
@@ -933,7 +976,10 @@ size_t kwb_pipeline_pool_trim(struct kwb_pipeline *p, int64_t now)
         next = bare->next;
         kwb_batch_free(bare);
     }
-    if (n > 0) {
+    if (idle) {
+        /* Not while events flow: it walks every arena under its lock,
+         * and what it could return then (the freed batches' string and
+         * item arrays) is small and soon reused. */
         malloc_trim(0);
     }
     return n;
@@ -1344,6 +1390,7 @@ int kwb_pipeline_start(struct kwb_pipeline *p)
     }
     p->last_ckpt_ms = kwb_now_ms();
     p->pool_checked_ms = p->last_ckpt_ms;
+    p->fill_since_ms = p->last_ckpt_ms;
     rc = pthread_create(&p->thread, NULL, pipeline_main, p);
     if (rc != 0) {
         return -rc;

@@ -8,7 +8,9 @@
  * Each sink gets the events in stream order through its own cursor; after
  * a failed delivery the cursor goes back to that event (sent alone until
  * it is through, then the rest again), so per object a sink's last word
- * is always the newest change.
+ * is always the newest change. A failure of an event the cursor already
+ * went back to or before (one a sink hands back unsent because an earlier
+ * event failed) is counted as a retry but adds no backoff step.
  *
  * Thread: kwb_pipeline_push/kwb_batch_* run on watch workers; everything
  * else of the pipeline runs on its own thread, started by
@@ -149,12 +151,15 @@ struct kwb_batch *kwb_pipeline_batch(struct kwb_pipeline *p, size_t watch);
 
 /*
  * Free the pooled batches that have not been used for KWB_POOL_IDLE_MS at
- * `now` (kwb_now_ms()) and give the memory of the malloc arenas back
- * (malloc_trim). After a burst (a list) the pool holds as many batches as
- * were in flight at its peak; events trickling in afterwards reuse one or
- * two, and the rest is freed instead of staying resident for as long as
- * events keep coming. Returns the batches freed. The pipeline thread calls
- * it; exposed for tests (call it only while that thread does not run).
+ * `now` (kwb_now_ms()), and those more than twice as large as any batch
+ * released lately (plus 64 KiB); when that empties the pool, give the
+ * memory of the malloc arenas back too (malloc_trim). After a burst (a list)
+ * the pool holds as many batches as were in flight at its peak, each filled to
+ * ~1 MiB; events trickling in afterwards need one or two batches of a few KB,
+ * and the rest is freed instead of staying resident for as long as events keep
+ * coming. Returns the batches freed. The pipeline thread calls it every
+ * KWB_POOL_IDLE_MS / 10; exposed for tests (call it only while that
+ * thread does not run).
  */
 size_t kwb_pipeline_pool_trim(struct kwb_pipeline *p, int64_t now);
 

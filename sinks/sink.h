@@ -21,7 +21,8 @@ struct config_setting_t;
 
 enum kwb_ack_status {
     KWB_ACK_OK = 0, /* durable: fsync'd, delivery report, 2xx */
-    KWB_ACK_RETRY,  /* transient failure the sink gave up on: resubmit later */
+    KWB_ACK_RETRY,  /* transient failure the sink gave up on, or not sent
+                     * because an earlier event failed: resubmit later */
     KWB_ACK_FAIL,   /* permanent failure: dead letter or resubmit */
 };
 

@@ -17,6 +17,21 @@
  * bound. While `cur` is being retried and `next` is full, submit() returns
  * -EAGAIN.
  *
+ * After a permanent failure, without `dead_letter_path` in the sink's group,
+ * the pipeline sends the failed events again after its backoff, and every
+ * event after them after that, in order (pipeline.h). So nothing the sink
+ * holds behind them (the rest of `cur`, all of `next`) may go out first: a
+ * later change of an object would reach the receiver before the earlier
+ * one, and then again. Those events are handed back unsent, acked RETRY in
+ * order right after the FAIL acks, and the pipeline sends them after the
+ * failed ones; it counts them as retries itself (not env->retried, which is
+ * for what the sink sends again). With `dead_letter_path` the failed events
+ * are dead-lettered and count as delivered, so the rest goes on (order
+ * across a dead-lettered event is not promised). Should the dead letter
+ * fail to be written, the pipeline goes back to the failed event after all,
+ * and the events after it that went out meanwhile reach the receiver twice:
+ * a double fault, logged by the pipeline.
+ *
  * 413 Payload Too Large: `cur` is sent in parts instead. The part that got
  * the 413 (at first all of `cur`) is halved, the first half sent at once,
  * the second only after the first was acknowledged (a 2xx, or a permanent
@@ -27,8 +42,9 @@
  * before they went down is cut to fit them before it is sent); after
  * KWB_WEBHOOK_GROW_AFTER 2xx answers in a row they grow by a quarter, up to
  * the configured values. One event that still gets 413 alone is acked FAIL
- * (reason: 413 and its size), the rest goes on. Each part is a request of
- * its own: its own X-KWB-Batch-Id and X-KWB-Events, its own signature. A
+ * (reason: 413 and its size), then the rest goes on or is handed back as
+ * after any permanent failure (above). Each part is a request of its own:
+ * its own X-KWB-Batch-Id and X-KWB-Events, its own signature. A
  * split logs one warning and counts the events sent again as retries
  * (kwb_sink_retries_total).
  *
@@ -83,6 +99,9 @@ struct webhook {
     void *ack_opaque;
     kwb_sink_log_fn log;
     kwb_sink_retry_fn retried; /* NULL when the pipeline does not count */
+    /* The group has dead_letter_path: the pipeline takes a FAIL ack as the
+     * end of the event, not as a reason to send it again. */
+    int dead_letter;
 
     CURLM *multi;
     CURL *easy;
@@ -1073,6 +1092,51 @@ static int ack_part(struct webhook *w, enum kwb_ack_status status,
     return (int)n;
 }
 
+/*
+ * A permanent failure of the part in flight, without dead_letter_path: ack
+ * the part FAIL, then hand back everything behind it unsent, RETRY, in
+ * order (see the top of the file), and become idle with empty batches.
+ * Returns the acks reported.
+ */
+static int fail_and_hand_back(struct webhook *w, long status,
+                              const char *reason)
+{
+    size_t n = w->hi - w->lo;
+    size_t rest = w->cur.n - w->hi;
+    size_t back = rest + w->next.n;
+    char why[160];
+
+    for (size_t i = w->lo; i < w->hi; i++) {
+        w->ack(w->ack_opaque, w->cur.tokens[i], KWB_ACK_FAIL, reason);
+    }
+    if (back > 0) {
+        if (snprintf(why, sizeof(why),
+                     "webhook: not sent: an earlier event failed "
+                     "permanently (HTTP %ld) and goes again first",
+                     status) < 0) {
+            why[0] = '\0';
+        }
+        WLOG(w, 2,
+             "%zu events queued behind batch %llu were not sent: handed "
+             "back to be sent after its %zu failed events, in order",
+             back, (unsigned long long)w->batch_seq, n);
+        for (size_t i = w->hi; i < w->cur.n; i++) {
+            w->ack(w->ack_opaque, w->cur.tokens[i], KWB_ACK_RETRY, why);
+        }
+        for (size_t i = 0; i < w->next.n; i++) {
+            w->ack(w->ack_opaque, w->next.tokens[i], KWB_ACK_RETRY, why);
+        }
+    }
+    batch_reset(&w->cur);
+    batch_reset(&w->next);
+    w->lo = 0;
+    w->hi = 0;
+    w->depth = 0;
+    w->state = ST_IDLE;
+    w->attempt = 0;
+    return (int)(n + back);
+}
+
 /* The answer excerpt, made printable (it goes into a reason and a log). */
 static void excerpt(const struct webhook *w, char *out, size_t outsize)
 {
@@ -1239,6 +1303,9 @@ static int finish_attempt(struct webhook *w, CURLcode cc, int64_t now)
              status, w->conf.host, (unsigned long long)w->batch_seq, n, body);
     }
     w->failing = 0;
+    if (!w->dead_letter) {
+        return fail_and_hand_back(w, status, reason);
+    }
     return ack_part(w, KWB_ACK_FAIL, reason);
 }
 
@@ -1343,6 +1410,7 @@ static void *webhook_init(const struct config_setting_t *group,
                           size_t errsize)
 {
     struct webhook *w = NULL;
+    const char *dl = NULL;
     int rc;
 
     w = calloc(1, sizeof(*w));
@@ -1356,6 +1424,13 @@ static void *webhook_init(const struct config_setting_t *group,
     }
     w->lim.max_events = w->conf.batch_max_events;
     w->lim.max_bytes = w->conf.batch_max_bytes;
+    /* The pipeline's key (config.c checked it), read for what a FAIL ack
+     * will lead to. */
+    if (config_setting_lookup_string(group, "dead_letter_path", &dl) ==
+            CONFIG_TRUE &&
+        dl && *dl) {
+        w->dead_letter = 1;
+    }
     w->name = strdup(env && env->name ? env->name : "webhook");
     w->cluster = strdup(env && env->cluster ? env->cluster : "");
     if (!w->name || !w->cluster) {

@@ -3,8 +3,9 @@
 halves, first half first, recursively, every event exactly once and in
 order; the sink remembers lower batch limits for later batches; one event
 too large even alone fails by itself (dead-lettered by the agent) and the
-rest is delivered; each split is logged as one warning and counted in
-kwb_sink_retries_total.
+rest is delivered (without dead_letter_path the rest is handed back unsent
+instead, to go after it); each split is logged as one warning and counted
+in kwb_sink_retries_total.
 
 The receiver (webhook_receiver.Receiver, max_body) answers 413 to any body
 of more than N bytes."""
@@ -56,7 +57,8 @@ class TestWebhook413Driver(WebhookTest):
                 rx = self.receiver(max_body=limit, secret=self.SECRET)
                 conf = sink_config(**self.base_conf(
                     rx, batch_max_events=10, linger_ms=2000, format=fmt,
-                    hmac_secret_file=self.secret_file))
+                    hmac_secret_file=self.secret_file,
+                    dead_letter_path=self.dead_letter_path()))
                 res = run_driver(conf, ["submit 20", "size 3000", "submit 1",
                                         "size 0", "submit 19",
                                         "flush 30000"])
@@ -150,17 +152,62 @@ class TestWebhook413Driver(WebhookTest):
         self.assertEqual(reqs[2]["headers"]["x-kwb-attempt"], "2")
         self.assertEqual(seqs(delivered(reqs)), list(range(10)))
 
+    def dead_letter_path(self):
+        """For the sink's group: the pipeline's key (the driver writes no
+        dead letters), which tells the sink a FAIL ends the event."""
+        return os.path.join(self.tmp, "dead.jsonl")
+
     def test_other_4xx_of_a_half_fails_that_half_only(self):
         rx = self.receiver(max_body=3000, script=[{"status": 422,
                                                    "body": "schema"}])
-        conf = sink_config(**self.base_conf(rx, batch_max_events=10,
-                                            linger_ms=2000))
+        conf = sink_config(**self.base_conf(
+            rx, batch_max_events=10, linger_ms=2000,
+            dead_letter_path=self.dead_letter_path()))
         res = run_driver(conf, ["submit 10", "flush 20000"])
         self.assert_clean(res)
         self.assertEqual(res.tokens("FAIL"), [1, 2, 3, 4, 5])
         self.assertEqual(res.tokens("OK"), [6, 7, 8, 9, 10])
         self.assertIn("422", res.acks[0][2])
         self.assertEqual(seqs(delivered(rx.requests())), [5, 6, 7, 8, 9])
+
+    def test_other_4xx_of_a_half_without_dead_letter_holds_the_rest(self):
+        # Without dead_letter_path the pipeline sends the failed half
+        # again first: the second half is not sent but handed back.
+        rx = self.receiver(max_body=3000, script=[{"status": 422,
+                                                   "body": "schema"}])
+        conf = sink_config(**self.base_conf(rx, batch_max_events=10,
+                                            linger_ms=2000))
+        res = run_driver(conf, ["submit 10", "flush 20000"])
+        self.assert_clean(res)
+        self.assertEqual([(t, s) for t, s, _ in res.acks],
+                         [(t, "FAIL") for t in range(1, 6)] +
+                         [(t, "RETRY") for t in range(6, 11)])
+        self.assertEqual([r["status"] for r in rx.requests()], [413, 422])
+        self.assertEqual(delivered(rx.requests()), [])
+        # Only the split counts as sending again, not the handing back.
+        self.assertEqual(res.summary["retried"], 10)
+
+    def test_single_event_413_without_dead_letter_holds_the_rest(self):
+        # Six events, the third too large alone: [1..3] and [4..6] after
+        # the first 413, [1] and [2, 3], then [2] and [3]: 3 fails, and
+        # 4-6 are handed back unsent, in order.
+        rx = self.receiver(max_body=2000)
+        conf = sink_config(**self.base_conf(rx, batch_max_events=10,
+                                            linger_ms=2000))
+        res = run_driver(conf, ["submit 2", "size 3000", "submit 1",
+                                "size 0", "submit 3", "flush 20000"])
+        self.assert_clean(res)
+        self.assertEqual([(t, s) for t, s, _ in res.acks],
+                         [(1, "OK"), (2, "OK"), (3, "FAIL"), (4, "RETRY"),
+                          (5, "RETRY"), (6, "RETRY")])
+        self.assertIn("413", res.acks[2][2])
+        self.assertIn("HTTP 413", res.acks[3][2])
+        self.assertEqual(seqs(delivered(rx.requests())), [0, 1])
+        self.assertEqual(
+            [(r["status"], r["headers"]["x-kwb-events"])
+             for r in rx.requests()],
+            [(413, "6"), (413, "3"), (200, "1"), (413, "2"), (200, "1"),
+             (413, "1")])
 
     def test_limit_grows_back_after_a_run_of_successes(self):
         # Two events (~890 bytes) fit, three (~1330) do not. The first

@@ -129,14 +129,14 @@ class WebhookAgent(TestCase):
               and "HTTP 400" in r.get("msg", "")]
         self.assertTrue(ms, agent.log()[-3000:])
 
-    def start_rejecting(self, script):
+    def start_rejecting(self, script, dead_letter_path=None, **kw):
         """An agent whose webhook answers by `script`, one event per
-        request, without a dead-letter file: failed events are retried by
-        the pipeline (after 0.3 s, doubling up to 1 s)."""
-        return self.start(script=script, dead_letter_path=None,
+        request, without a dead-letter file unless given: failed events
+        are retried by the pipeline (after 0.3 s, doubling up to 1 s)."""
+        return self.start(script=script, dead_letter_path=dead_letter_path,
                           batch_max_events=1,
                           pipeline={"retry_initial_seconds": 0.3,
-                                    "retry_max_seconds": 1.0})
+                                    "retry_max_seconds": 1.0}, **kw)
 
     def change(self, name, versions):
         """Create pod `name`, wait for its ADDED event at the receiver,
@@ -151,72 +151,94 @@ class WebhookAgent(TestCase):
             rvs.append(int(obj["metadata"]["resourceVersion"]))
         return rvs
 
+    def answered(self):
+        """(status, [resourceVersion...]) of every request, in order."""
+        return [(r["status"],
+                 [int(e["resourceVersion"]) for e in
+                  events_of(r["body"], r["headers"]["content-type"])])
+                for r in self.rx.requests()]
+
     def test_permanent_failure_without_dead_letter_keeps_object_order(self):
         # No dead_letter_path: the failed event is resubmitted alone after
-        # the pipeline's backoff, as often as it takes (three 400s here).
-        # Later events of the same object that the sink delivered
-        # meanwhile are sent again after it, once, so the receiver's last
-        # word on the object is its newest state (the old resubmit-alone
-        # left the stale event last).
+        # the pipeline's backoff, as often as it takes, and the changes
+        # after it follow in order once it is through.
         # The first 400 comes after a second, so that the next change is
         # queued in the sink behind it (the sink holds one batch besides
-        # the one in flight) and goes out (200) before the pipeline learns
-        # of the failure; the two retries fail too.
+        # the one in flight). The sink must not send it: it hands it back
+        # unsent, and the pipeline sends it after the failed one. (The old
+        # sink sent it - the 200 of the third request - before the failed
+        # change was through, and again after it.) The change after that
+        # then fails twice (the 400s of the script's end).
         agent = self.start_rejecting([{"status": 200},
                                       {"status": 400, "body": "not now",
                                        "delay": 1.0},
                                       {"status": 200},
                                       {"status": 400, "body": "not yet"},
-                                      {"status": 400, "body": "still not"}])
+                                      {"status": 400, "body": "still not"}],
+                                     metrics=True)
         server_rvs = self.change("x", 5)
         newest = max(server_rvs)
         wait_for(lambda: (self.received() and
                           int(self.received()[-1]["resourceVersion"]) ==
                           newest and
-                          len({e["resourceVersion"]
-                               for e in self.received()}) == 5), 30,
-                 what="every change, the newest last")
+                          len([r for r in self.rx.requests()
+                               if r["status"] == 400]) == 3), 30,
+                 what="the newest change last, after three 400s")
+        ms = agent.metrics()
         self.assertEqual(agent.stop(), 0)
-        events = self.received()
-        rvs = [int(e["resourceVersion"]) for e in events]
-        # Nothing lost, the newest state last.
-        self.assertEqual(sorted(set(rvs)), sorted(server_rvs))
-        self.assertEqual(rvs[-1], newest)
-        # From the retried event on, every later change follows in order.
-        failed = [r for r in self.rx.requests() if r["status"] == 400]
-        self.assertEqual(len(failed), 3)
-        failed_rvs = [int(e["resourceVersion"]) for r in failed
-                      for e in events_of(r["body"],
-                                         r["headers"]["content-type"])]
-        failed_rv = failed_rvs[0]
-        # No resend storm: the failed event is retried alone, and nothing
-        # after it goes again before it is through; so everything is
-        # delivered at most twice.
-        self.assertEqual(failed_rvs, [failed_rv] * 3)
-        for rv in set(rvs):
-            self.assertLessEqual(rvs.count(rv), 2, rvs)
-        retry_at = max(i for i, rv in enumerate(rvs) if rv == failed_rv)
-        tail = rvs[retry_at:]
-        self.assertEqual(tail, sorted(tail))
-        self.assertEqual(set(tail), {rv for rv in server_rvs
-                                     if rv >= failed_rv})
+        answered = self.answered()
+        acked = [rv for status, rvs in answered if status == 200
+                 for rv in rvs]
+        # What the receiver acknowledged: every change once, in order.
+        self.assertEqual(acked, sorted(server_rvs), answered)
+        # No change after a failed one was acknowledged before it.
+        for i, (status, rvs) in enumerate(answered):
+            if status != 400:
+                continue
+            failed = rvs[0]
+            through = min(j for j, (st, r) in enumerate(answered)
+                          if st == 200 and failed in r)
+            early = [rv for st, r in answered[i:through] if st == 200
+                     for rv in r if rv > failed]
+            self.assertEqual(early, [], answered)
+        # Retried alone, no resend storm: x@2 once, x@3 twice.
+        x1, x2, x3 = server_rvs[:3]
+        self.assertEqual([rvs for status, rvs in answered if status == 400],
+                         [[x2], [x3], [x3]], answered)
+        self.assertEqual(answered[:3], [(200, [x1]), (400, [x2]),
+                                        (200, [x2])], answered)
         self.assertEqual(self.dead_letters(), [])
-        self.assertTrue(any("no dead_letter_path" in r.get("msg", "")
-                            for r in agent.log_records()),
-                        agent.log()[-3000:])
+        records = agent.log_records()
+        # The sink said so when it handed the queued change back.
+        self.assertTrue(any("not sent" in r.get("msg", "")
+                            for r in records), agent.log()[-3000:])
+        # One warning and one backoff step per failed request; the events
+        # handed back unsent are resubmitted quietly, each counted once
+        # as a retry (x@3 behind x@2, and x@4 when it was queued behind
+        # x@3 by the time its 400 came).
+        warned = [r for r in records if "delivery failed" in r.get("msg", "")]
+        self.assertEqual(len(warned), 3, warned)
+        self.assertTrue(all("no dead_letter_path" in r["msg"]
+                            for r in warned), warned)
+        retries = metric(ms, "kwb_sink_retries_total", sink="webhook")
+        self.assertIn(retries, (4, 5), ms)
 
     def test_failed_resend_after_recovery_is_sent_again(self):
-        # As above, but the re-send of the change that went out during the
-        # failure fails too (after it had been delivered once): the
-        # pipeline goes back to it again, so the receiver does not end on
-        # the older change it got in between.
+        # The dead-letter file cannot be written (a full disk: /dev/full),
+        # so a 400 is retried as without dead_letter_path; but a sink with
+        # a dead-letter path goes on after a permanent failure, so the
+        # change queued behind it went out meanwhile. The re-send of that
+        # change after the failed one fails too (after it had been
+        # delivered once): the pipeline goes back to it again, so the
+        # receiver does not end on the older change it got in between.
         agent = self.start_rejecting([{"status": 200},
                                       {"status": 400, "body": "not now",
                                        "delay": 1.0},
                                       {"status": 200},
                                       {"status": 200},
                                       {"status": 400,
-                                       "body": "resend fails"}])
+                                       "body": "resend fails"}],
+                                     dead_letter_path="/dev/full")
         server_rvs = self.change("y", 3)
         newest = max(server_rvs)
         wait_for(lambda: (self.received() and
@@ -227,10 +249,7 @@ class WebhookAgent(TestCase):
                  what="the newest change last, after both failures")
         self.assertEqual(agent.stop(), 0)
         rvs = [int(e["resourceVersion"]) for e in self.received()]
-        statuses = [(r["status"],
-                     [int(e["resourceVersion"]) for e in
-                      events_of(r["body"], r["headers"]["content-type"])])
-                    for r in self.rx.requests()]
+        statuses = self.answered()
         first, second, third = server_rvs
         # 200 y@1; 400 y@2; 200 y@3 (queued behind it); 200 y@2 (probe);
         # 400 y@3 (its re-send); then y@3 alone until it is through.
@@ -239,6 +258,9 @@ class WebhookAgent(TestCase):
                                         (400, [third])], statuses)
         self.assertEqual(rvs[-1], third)
         self.assertEqual(rvs, [first, third, second, third], statuses)
+        self.assertTrue(any("cannot write dead letter" in r.get("msg", "")
+                            for r in agent.log_records()),
+                        agent.log()[-3000:])
 
     def test_5xx_then_success_delivers_everything_once(self):
         agent = self.start(script=[{"status": 500}, {"status": 503},

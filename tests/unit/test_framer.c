@@ -2,7 +2,7 @@
  * test_framer.c - the watch-stream line framer: a recorded stream fed with
  * chunk boundaries at every position (2 and 3 chunks) and byte by byte must
  * give the same lines; oversize lines, "\r\n", blank lines, stopping,
- * zero-copy.
+ * zero-copy, the buffer freed after a large line.
  */
 #include "check.h"
 #include "framer.h"
@@ -384,6 +384,60 @@ static void test_blank_and_cr(void)
     kwb_framer_free(&f);
 }
 
+/* The buffer holds a partial line; after a line over 256 KiB it is freed,
+ * a small one's is kept for the next. */
+static void test_buffer_release(void)
+{
+    struct kwb_framer f;
+    struct sink s;
+    size_t big = (size_t)1 << 20;
+    char *line = malloc(big + 1);
+
+    CHECK(line != NULL);
+    if (!line) {
+        return;
+    }
+    memset(line, 'x', big);
+    line[0] = '{';
+    line[big - 1] = '}';
+    line[big] = '\n';
+    kwb_framer_init(&f, (size_t)4 << 20);
+    memset(&s, 0, sizeof(s));
+
+    CHECK_EQ_INT(feed(&f, &s, "{\"a\":", 5), 0);
+    CHECK_EQ_INT(feed(&f, &s, "1}\n", 3), 0);
+    CHECK_EQ_MEM(s.buf, s.len, "{\"a\":1}\n", 8);
+    CHECK(f.buf != NULL && f.cap > 0 && f.cap <= 4096);
+
+    CHECK_EQ_INT(feed(&f, &s, line, big / 2), 0);
+    CHECK(f.cap >= big / 2);
+    CHECK_EQ_INT(feed(&f, &s, line + big / 2, big + 1 - big / 2), 0);
+    CHECK_EQ_INT(s.lines, 2);
+    CHECK_EQ_INT(s.len, 8 + big + 1);
+    CHECK(s.len == 8 + big + 1 && memcmp(s.buf + 8, line, big + 1) == 0);
+    CHECK(f.buf == NULL && f.cap == 0);
+    CHECK_EQ_INT(kwb_framer_pending(&f), 0);
+
+    /* and it grows again for the next partial line */
+    CHECK_EQ_INT(feed(&f, &s, "{\"b\"", 4), 0);
+    CHECK_EQ_INT(feed(&f, &s, ":2}\n", 4), 0);
+    CHECK_EQ_INT(s.lines, 3);
+    CHECK_EQ_MEM(s.buf + 8 + big + 1, 8, "{\"b\":2}\n", 8);
+
+    /* Over max_line after half of it was buffered: skipped, freed too. */
+    kwb_framer_free(&f);
+    kwb_framer_init(&f, big - 1);
+    CHECK_EQ_INT(feed(&f, &s, line, big / 2), 0);
+    CHECK(f.cap >= big / 2);
+    CHECK_EQ_INT(feed(&f, &s, line + big / 2, big + 1 - big / 2), 0);
+    CHECK_EQ_INT(s.oversize, 1);
+    CHECK_EQ_INT(s.lines, 3);
+    CHECK(f.buf == NULL && f.cap == 0);
+    sink_clear(&s);
+    kwb_framer_free(&f);
+    free(line);
+}
+
 int main(void)
 {
     test_splits();
@@ -391,5 +445,6 @@ int main(void)
     test_oversize();
     test_stop_and_reset();
     test_blank_and_cr();
+    test_buffer_release();
     return check_report();
 }
