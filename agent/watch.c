@@ -40,12 +40,16 @@
  * the middle of a network read. */
 #define BATCH_ITEMS 1024
 #define BATCH_BYTES (1u << 20)
-/* ... and when it has waited HANDOVER_US in a network read while holding
- * fewer than HANDOVER_ITEMS (a slow stream; see on_data). */
-#define HANDOVER_US    1000
-#define HANDOVER_ITEMS 64
-#define URL_MAX        8192
-#define LIST_BODY_MAX  ((size_t)2 << 30)
+/* ... and in the middle of a network read when it has waited HANDOVER_US
+ * and the stream brought fewer than HANDOVER_RATE events per second over
+ * the last RATE_WINDOW_US, or when it has waited HANDOVER_MAX_US (see
+ * on_data). */
+#define HANDOVER_US     1000
+#define HANDOVER_RATE   50000
+#define HANDOVER_MAX_US 10000
+#define RATE_WINDOW_US  100000
+#define URL_MAX         8192
+#define LIST_BODY_MAX   ((size_t)2 << 30)
 
 enum end_reason {
     END_NONE = 0,
@@ -69,7 +73,12 @@ struct kwb_watch {
     struct kwb_framer framer;
     struct kwb_batch *batch;
     int64_t batch_us; /* CLOCK_MONOTONIC us: on_data first saw it non-empty */
-    char *rv;         /* last RV seen: event, bookmark or list */
+    unsigned data_calls; /* on_data calls (a fast stream: clock every 32nd) */
+    int64_t win_us;      /* the stream's rate: window start, 0: none yet */
+    int64_t win_events;  /* events in the window so far */
+    int64_t win_blocked; /* us of it spent waiting in kwb_pipeline_push */
+    int slow;            /* the last window had < HANDOVER_RATE events/s */
+    char *rv;            /* last RV seen: event, bookmark or list */
     size_t rv_cap;
     int first_start;
     int need_list;
@@ -144,7 +153,9 @@ static int flush_batch(struct kwb_watch *w)
     }
     w->batch = kwb_pipeline_batch(w->pipeline, w->idx);
     w->batch_us = 0;
+    int64_t t0 = now_us();
     rc = kwb_pipeline_push(w->pipeline, b, &w->stop);
+    w->win_blocked += now_us() - t0; /* backpressure is not a slow stream */
     if (!w->batch) {
         return -ENOMEM;
     }
@@ -706,11 +717,14 @@ static int on_oversize(void *opaque, size_t len_so_far)
  * A slow stream on a busy machine (10k events/s, the worker a little behind)
  * always has the next event there, so events waited up to ~10 ms in the
  * worker's batch (the largest part of the p99 at 10k/s; BENCHMARKS.md,
- * Latency). So a batch that has waited HANDOVER_US and is still small goes
- * over now. A fast stream (more than HANDOVER_ITEMS per HANDOVER_US) keeps
- * batching by size: handing it over every millisecond cost 25-35 % more
- * CPU per event on the events benchmark (a write and an fsync per smaller
- * batch).
+ * Latency). So in a slow stream a batch that has waited HANDOVER_US goes
+ * over now. A fast stream keeps batching by size (a batch fills in 2-3 ms
+ * at the benchmark's rates): handing it over every millisecond cost 25-35 %
+ * more CPU per event (a write and an fsync per smaller batch), and so did
+ * telling the two apart by a batch's own age and size, which a worker
+ * preempted for a few ms at a batch's start mistakes for a slow stream;
+ * the rate over RATE_WINDOW_US (less the time spent waiting for room in the
+ * pipeline) does not. Any batch goes after HANDOVER_MAX_US.
  */
 static int on_data(void *opaque, const char *data, size_t len)
 {
@@ -734,13 +748,28 @@ static int on_data(void *opaque, const char *data, size_t len)
     if (rc != 0) {
         return 1;
     }
-    if (w->batch->n_items == 0 || w->batch->n_items >= HANDOVER_ITEMS) {
+    w->win_events += w->stream_events - before;
+    if (w->batch->n_items == 0 || (!w->slow && ++w->data_calls % 32 != 0)) {
         return 0;
     }
     int64_t now = now_us();
+    if (w->win_us == 0) {
+        w->win_us = now;
+        w->win_events = 0;
+        w->win_blocked = 0;
+    } else if (now - w->win_us >= RATE_WINDOW_US) {
+        w->slow = w->win_events * 1000000 <
+                  (int64_t)HANDOVER_RATE * (now - w->win_us - w->win_blocked);
+        w->win_us = now;
+        w->win_events = 0;
+        w->win_blocked = 0;
+    }
     if (w->batch_us == 0) {
         w->batch_us = now;
-    } else if (now - w->batch_us >= HANDOVER_US) {
+        return 0;
+    }
+    if ((w->slow && now - w->batch_us >= HANDOVER_US) ||
+        now - w->batch_us >= HANDOVER_MAX_US) {
         return flush_batch(w) < 0;
     }
     return 0;
