@@ -10,7 +10,10 @@ Figures (see BENCHMARKS.md for the method):
   anchors     cJSON parse-only, cJSON parse+print+write, read+write+fsync
   agent       end-to-end into the file sink (and Kafka mock if available):
               events/s and agent CPU seconds per 100k events
-  latency     at a fixed 10k events/s: server write -> sink fdatasync done
+  latency     at a fixed 10k events/s: server write -> sink fdatasync done;
+              each event's latency split into agent / waiting for the
+              fdatasync in flight / its own fdatasync, and matched against
+              the machine's stalls seen meanwhile by bench/stallprobe
   memory      VmHWM idle with 10k tracked objects; VmRSS split into
               anonymous and file-backed (smaps_rollup), beside the floor:
               bench/rss_floor, the same libraries initialised and idle;
@@ -23,6 +26,7 @@ CPU is read from /proc/PID/schedstat (ns on CPU); utime/stime from
 /proc/PID/stat for the split. Nothing here asserts timings.
 """
 import argparse
+import bisect
 import json
 import os
 import platform
@@ -457,6 +461,84 @@ def synclat(a, n, rate):
     return json.loads(p.stdout.splitlines()[-1])
 
 
+def split_event(acks, k, sent):
+    """Where an event's latency went, from the sink's fdatasyncs alone
+    (acks: (size, end ns, duration ns) in file order; fdatasync k acked the
+    event): fsync = its own fdatasync; wait = the part of [sent, start of
+    its fdatasync] during which the sink was in an earlier fdatasync (the
+    group commit: a batch waits for the fsync in flight); agent = the rest,
+    from the server's write to its fdatasync's start: reading, parsing,
+    hand-over, writev, and any time the agent's threads did not run."""
+    end, du = acks[k][1], acks[k][2]
+    start = end - du
+    wait = 0
+    i = k - 1
+    while i >= 0 and acks[i][1] > sent:
+        lo = max(sent, acks[i][1] - acks[i][2])
+        hi = min(start, acks[i][1])
+        if hi > lo:
+            wait += hi - lo
+        i -= 1
+    return ((start - sent - wait) / 1e6, wait / 1e6, du / 1e6)
+
+
+def latency_split(series):
+    """p50/p99 of each part, and its mean over the slowest 1 %."""
+    out = {"p50": {}, "p99": {}, "slowest_1pct_mean": {}}
+    if not series:
+        return out
+    names = ("agent", "wait", "fsync")
+    for i, name in enumerate(names):
+        v = sorted(row[2 + i] for row in series)
+        out["p50"][name] = pct(v, 50)
+        out["p99"][name] = pct(v, 99)
+    cut = pct(sorted(row[1] for row in series), 99)
+    slow = [row for row in series if row[1] >= cut]
+    out["slowest_1pct_from_ms"] = cut
+    for i, name in enumerate(names):
+        out["slowest_1pct_mean"][name] = statistics.mean(
+            row[2 + i] for row in slow)
+    return out
+
+
+def stall_overlap(path, series):
+    """Stalls bench/stallprobe saw during the run (on the same clock) and
+    how many of the events over 10 ms had one inside their latency."""
+    if not os.path.exists(path):
+        return {}
+    stalls = []
+    with open(path) as f:
+        for line in f:
+            if line.startswith("#"):
+                continue
+            woke, late = line.split()
+            late = float(late)
+            stalls.append((int(woke) - int(late * 1e6), int(woke), late))
+    stalls.sort()
+    starts = [s[0] for s in stalls]
+    longest = max((s[2] for s in stalls), default=0)
+
+    def inside(lo, hi):
+        i = max(0, bisect.bisect_left(starts, lo - int(longest * 1e6)) - 1)
+        t = 0
+        while i < len(stalls) and stalls[i][0] < hi:
+            a, b = max(lo, stalls[i][0]), min(hi, stalls[i][1])
+            if b > a:
+                t += b - a
+            i += 1
+        return t / 1e6
+
+    big = [s for s in stalls if s[2] >= 2]
+    slow = [row for row in series if row[1] > 10]
+    cover = [inside(row[0], row[0] + int(row[1] * 1e6)) for row in slow]
+    hit = [c for c in cover if c >= 1]
+    return {"stalls_2ms": len(big), "stalled_ms": sum(s[2] for s in big),
+            "max_ms": longest, "over_10ms": len(slow),
+            "over_10ms_in_stall": len(hit),
+            "over_10ms_stall_mean_ms": statistics.mean(cover) if cover
+            else 0}
+
+
 def bench_latency(a, res):
     rate = 10000
     secs = 3 if a.quick else 10
@@ -468,12 +550,19 @@ def bench_latency(a, res):
     d_acks = os.path.join(a.tmp, "acks.bin")
     if os.path.exists(d_acks):
         os.unlink(d_acks)
-    r = agent_run(a, "pods", n, preload=shim, rate=rate,
-                  env={"KWB_ACKSPY_OUT": d_acks})
+    d_probe = os.path.join(a.tmp, "latency-stalls.txt")
+    probe = subprocess.Popen([os.path.join(a.build, "bench", "stallprobe"),
+                              d_probe])
+    try:
+        r = agent_run(a, "pods", n, preload=shim, rate=rate,
+                      env={"KWB_ACKSPY_OUT": d_acks})
+    finally:
+        probe.terminate()
+        probe.wait()
     d = r.pop("dir")
     path = os.path.join(d, "events.jsonl")
     ino = os.stat(path).st_ino
-    acks = []
+    acks = []  # the sink's fdatasyncs: (file size, end ns, duration ns)
     other = []  # checkpoint fsyncs: (end ns, duration ns)
     dur = []
     with open(d_acks, "rb") as f:
@@ -481,14 +570,14 @@ def bench_latency(a, res):
     for off in range(0, len(data) - 31, 32):
         ns, i, size, du = struct.unpack_from("<QQQQ", data, off)
         if i == ino:
-            acks.append((size, ns))
+            acks.append((size, ns, du))
             dur.append(du / 1e6)
         else:
             other.append((ns, du / 1e6))
     acks.sort()
     dur.sort()
     lat = []
-    series = []
+    series = []  # (sent ns, ms, agent ms, wait ms, fsync ms)
     j = 0
     pos = 0
     with open(path, "rb") as f:
@@ -503,10 +592,11 @@ def bench_latency(a, res):
             if j == len(acks):
                 break
             lat.append((acks[j][1] - sent) / 1e6)
-            series.append((sent, lat[-1]))
+            series.append((sent, lat[-1]) + split_event(acks, j, sent))
     with open(os.path.join(a.tmp, "latency-series.txt"), "w") as f:
-        for sent, ms in series:
-            f.write("%d %.3f\n" % (sent, ms))
+        f.write("# sent_ns latency_ms agent_ms wait_ms fsync_ms\n")
+        for row in series:
+            f.write("%d %.3f %.3f %.3f %.3f\n" % row)
     with open(os.path.join(a.tmp, "latency-other-fsyncs.txt"), "w") as f:
         for ns, ms in other:
             f.write("%d %.3f\n" % (ns, ms))
@@ -520,6 +610,8 @@ def bench_latency(a, res):
            "fdatasync_max_ms": dur[-1] if dur else 0,
            "other_fsyncs": len(other),
            "other_fsync_max_ms": max((o[1] for o in other), default=0)}
+    out["split"] = latency_split(series)
+    out["stalls"] = stall_overlap(d_probe, series)
     shutil.rmtree(d, ignore_errors=True)
     floor_after = synclat(a, n, rate)
     out["floor_before"] = floor_before
@@ -530,6 +622,26 @@ def bench_latency(a, res):
         (rate, out["p50_ms"], out["p99_ms"], out["max_ms"], len(lat),
          len(acks), out["fdatasync_p50_ms"], out["fdatasync_p99_ms"],
          out["fdatasync_max_ms"], len(other), out["other_fsync_max_ms"]))
+    sp = out["split"]
+    log("latency split (agent: server write -> its fdatasync starts, less "
+        "the time the sink was in an fdatasync meanwhile; wait: in those "
+        "fdatasyncs; fsync: its own): p50 agent %.2f wait %.2f fsync %.2f "
+        "ms; p99 agent %.2f wait %.2f fsync %.2f ms; slowest 1 %% (>= "
+        "%.2f ms) on average: agent %.2f wait %.2f fsync %.2f ms" %
+        (sp["p50"]["agent"], sp["p50"]["wait"], sp["p50"]["fsync"],
+         sp["p99"]["agent"], sp["p99"]["wait"], sp["p99"]["fsync"],
+         sp["slowest_1pct_from_ms"], sp["slowest_1pct_mean"]["agent"],
+         sp["slowest_1pct_mean"]["wait"], sp["slowest_1pct_mean"]["fsync"]))
+    st = out["stalls"]
+    if st:
+        log("machine stalls meanwhile (bench/stallprobe, a thread due every "
+            "ms): %d late >= 2 ms (%.0f ms in all, max %.1f ms); of the %d "
+            "events over 10 ms, %d (%.0f %%) had such a stall inside their "
+            "latency (%.2f ms of it on average)" %
+            (st["stalls_2ms"], st["stalled_ms"], st["max_ms"],
+             st["over_10ms"], st["over_10ms_in_stall"],
+             100.0 * st["over_10ms_in_stall"] / max(1, st["over_10ms"]),
+             st["over_10ms_stall_mean_ms"]))
     for name, f in (("before", floor_before), ("after", floor_after)):
         log("latency floor %s (write + fdatasync each ms, no agent): "
             "p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms" %
@@ -744,6 +856,25 @@ def table(res):
                     "  (target p99 < 10 ms: %s)" %
                     (la["rate"], la["p50_ms"], la["p99_ms"], la["max_ms"],
                      "met" if la["p99_ms"] < 10 else "NOT met"))
+        sp = la.get("split", {})
+        if sp.get("p99"):
+            rows.append("  where it goes (ms): agent p50 %.2f p99 %.2f, "
+                        "waiting for the fsync in flight p50 %.2f p99 %.2f, "
+                        "own fsync p50 %.2f p99 %.2f; slowest 1 %%: agent "
+                        "%.2f + wait %.2f + fsync %.2f" %
+                        (sp["p50"]["agent"], sp["p99"]["agent"],
+                         sp["p50"]["wait"], sp["p99"]["wait"],
+                         sp["p50"]["fsync"], sp["p99"]["fsync"],
+                         sp["slowest_1pct_mean"]["agent"],
+                         sp["slowest_1pct_mean"]["wait"],
+                         sp["slowest_1pct_mean"]["fsync"]))
+        st = la.get("stalls")
+        if st:
+            rows.append("  machine stalls meanwhile (stallprobe): %d >= 2 ms,"
+                        " max %.1f ms; events > 10 ms with one inside: "
+                        "%d of %d" % (st["stalls_2ms"], st["max_ms"],
+                                      st["over_10ms_in_stall"],
+                                      st["over_10ms"]))
         for name in ("floor_before", "floor_after"):
             if name in la:
                 f = la[name]
