@@ -866,6 +866,10 @@ static void test_read_sizes(void)
     free(text);
 }
 
+/* The probe block escapes through it, or the compiler may drop the
+ * malloc/free pair. */
+static void *volatile probe_keep;
+
 /*
  * Loading leaves glibc's malloc thresholds alone: freeing a 16 MiB buffer
  * raised the mmap threshold to 16 MiB (and the trim threshold to 32 MiB)
@@ -885,6 +889,7 @@ static void test_load_keeps_malloc_thresholds(void)
     kwb_config_free(&cfg);
     before = mallinfo2().hblks;
     p = malloc((size_t)4 << 20);
+    probe_keep = p;
     CHECK(p != NULL);
     CHECK_EQ_INT(mallinfo2().hblks, before + 1);
     free(p);
