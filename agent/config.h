@@ -91,7 +91,7 @@ struct kwb_config {
 
     /* pipeline */
     size_t queue_events;         /* default 8192: backpressure bound */
-    size_t queue_bytes;          /* default 32 MiB: backpressure bound */
+    size_t queue_bytes;          /* default 8 MiB, 32 MiB with kafka */
     int shutdown_timeout_ms;     /* default 25000 */
     double sink_retry_initial_s; /* default 1 */
     double sink_retry_max_s;     /* default 60 */

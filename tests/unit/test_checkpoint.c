@@ -4,6 +4,9 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +50,75 @@ static void write_file(const char *path, const char *p, size_t n)
     }
 }
 
+/* The probe block escapes through it, or the compiler may drop the
+ * malloc/free pair. */
+static void *volatile probe_keep;
+
+/* glibc's allocator, whose thresholds are probed (not a sanitizer's). */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define GLIBC_MALLOC 0
+#else
+#define GLIBC_MALLOC 1
+#endif
+
+/* In a thread of its own (a fresh malloc arena, no free space to serve it
+ * from): is a block of *arg bytes an mmap of its own, i.e. at or above
+ * glibc's mmap threshold? */
+static void *probe_mmapped(void *arg)
+{
+    size_t before = mallinfo2().hblks;
+    char *p = malloc(*(const size_t *)arg);
+    intptr_t mapped;
+
+    probe_keep = p;
+    mapped = p && mallinfo2().hblks == before + 1;
+    free(p);
+    return (void *)mapped;
+}
+
+/*
+ * Reading a checkpoint leaves glibc's malloc thresholds alone: freeing a
+ * buffer of the file's size raised the mmap threshold to it and the trim
+ * threshold to twice that for the agent's life. Here a ~1.7 MB checkpoint
+ * is read; then a block of 7/8 of its size must still be an mmap of its
+ * own (the stores' slot tables, freed here too, are smaller). Run first,
+ * before anything else frees large blocks.
+ */
+static void test_read_keeps_malloc_thresholds(void)
+{
+    struct kwb_store *s = kwb_store_new(), *got = NULL;
+    char uid[64], name[64], *rv = NULL, err[512], path[4096];
+    struct stat st;
+    size_t probe;
+    pthread_t t;
+    void *mapped = NULL;
+
+    CHECK(s != NULL);
+    for (int i = 0; s && i < 20000; i++) {
+        snprintf(uid, sizeof(uid), "0b5c3c7e-8f00-4a8e-9d2a-%012d", i);
+        snprintf(name, sizeof(name), "payments-api-7d9f8c6b5-%05d", i);
+        kwb_store_put(s, uid, "123456789", name, "default");
+    }
+    CHECK_EQ_INT(kwb_checkpoint_write(dir, "v1/big", "1", s, err, sizeof(err)),
+                 0);
+    CHECK_EQ_INT(
+        kwb_checkpoint_read(dir, "v1/big", &rv, &got, err, sizeof(err)), 0);
+    CHECK(got && kwb_store_count(got) == 20000);
+    free(rv);
+    kwb_store_free(got);
+    kwb_store_free(s);
+    CHECK_EQ_INT(kwb_checkpoint_path(dir, "v1/big", path, sizeof(path)), 0);
+    CHECK_EQ_INT(stat(path, &st), 0);
+    CHECK(st.st_size > (1 << 20));
+    probe = (size_t)st.st_size / 8 * 7;
+    if (!GLIBC_MALLOC) {
+        return;
+    }
+    CHECK(pthread_create(&t, NULL, probe_mmapped, &probe) == 0 &&
+          pthread_join(t, &mapped) == 0);
+    CHECK(mapped != NULL);
+}
+
 int main(void)
 {
     struct kwb_store *s = kwb_store_new(), *got = NULL;
@@ -55,6 +127,7 @@ int main(void)
     struct stat st;
 
     CHECK(mkdtemp(dir) != NULL);
+    test_read_keeps_malloc_thresholds();
     kwb_store_put(s, "0b5c3c7e-8f00-4a8e-9d2a-6f1f2c3d4e5f", "100", "web-0",
                   "default");
     kwb_store_put(s, "odd\tuid%", "5\n6", "%n%%a\tm\ne\n%", "");
