@@ -453,12 +453,25 @@ def synclat(a, n, rate):
     the same rate, one write + fdatasync per millisecond, nothing else
     (anchors --only synclat)."""
     d = fresh(a.tmp, "synclat")
-    p = subprocess.run(
-        [os.path.join(a.build, "bench", "anchors"), "--kind", "pods",
-         "--events", str(n), "--dir", d, "--only", "synclat", "--rate",
-         str(rate)], capture_output=True, text=True, check=True)
+    stalls = os.path.join(a.tmp, "synclat-stalls.txt")
+    probe = subprocess.Popen([os.path.join(a.build, "bench", "stallprobe"),
+                              stalls])
+    try:
+        p = subprocess.run(
+            [os.path.join(a.build, "bench", "anchors"), "--kind", "pods",
+             "--events", str(n), "--dir", d, "--only", "synclat", "--rate",
+             str(rate)], capture_output=True, text=True, check=True)
+    finally:
+        probe.terminate()
+        probe.wait()
     shutil.rmtree(d, ignore_errors=True)
-    return json.loads(p.stdout.splitlines()[-1])
+    out = json.loads(p.stdout.splitlines()[-1])
+    # the same probe as beside the agent: does the floor see the stalls?
+    st = stall_overlap(stalls, [])
+    out["stalls_2ms"] = st.get("stalls_2ms", 0)
+    out["stall_max_ms"] = st.get("max_ms", 0)
+    out["stalls_at_phase"] = st.get("stalls_at_phase", 0)
+    return out
 
 
 def split_event(acks, k, sent):
@@ -532,11 +545,27 @@ def stall_overlap(path, series):
     slow = [row for row in series if row[1] > 10]
     cover = [inside(row[0], row[0] + int(row[1] * 1e6)) for row in slow]
     hit = [c for c in cover if c >= 1]
+    # A periodic stall shows as one phase of the wall clock's 100 ms cycle
+    # (2 ms bins) holding most stall ends, and the slow events' acks.
+    def top_phase(ns_list):
+        bins = {}
+        for ns in ns_list:
+            b = (ns // 1000000) % 100 // 2 * 2
+            bins[b] = bins.get(b, 0) + 1
+        if not bins:
+            return None, 0
+        b = max(bins, key=bins.get)
+        return b, bins[b] + bins.get((b + 2) % 100, 0)
+
+    st_phase, st_in = top_phase([s[1] for s in big])
+    ev_phase, ev_in = top_phase([row[0] + int(row[1] * 1e6) for row in slow])
     return {"stalls_2ms": len(big), "stalled_ms": sum(s[2] for s in big),
             "max_ms": longest, "over_10ms": len(slow),
             "over_10ms_in_stall": len(hit),
             "over_10ms_stall_mean_ms": statistics.mean(cover) if cover
-            else 0}
+            else 0,
+            "stall_phase_ms": st_phase, "stalls_at_phase": st_in,
+            "slow_ack_phase_ms": ev_phase, "slow_acks_at_phase": ev_in}
 
 
 def bench_latency(a, res):
@@ -642,10 +671,24 @@ def bench_latency(a, res):
              st["over_10ms"], st["over_10ms_in_stall"],
              100.0 * st["over_10ms_in_stall"] / max(1, st["over_10ms"]),
              st["over_10ms_stall_mean_ms"]))
+        if st["stall_phase_ms"] is not None:
+            log("  phase in the wall clock's 100 ms cycle: %d of %d stalls "
+                "ended at %d-%d ms; %d of %d slow events were acked at "
+                "%s-%s ms" %
+                (st["stalls_at_phase"], st["stalls_2ms"],
+                 st["stall_phase_ms"], st["stall_phase_ms"] + 3,
+                 st["slow_acks_at_phase"], st["over_10ms"],
+                 st["slow_ack_phase_ms"],
+                 "?" if st["slow_ack_phase_ms"] is None
+                 else st["slow_ack_phase_ms"] + 3))
     for name, f in (("before", floor_before), ("after", floor_after)):
         log("latency floor %s (write + fdatasync each ms, no agent): "
-            "p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms" %
-            (name, f["p50_ms"], f["p99_ms"], f["p999_ms"], f["max_ms"]))
+            "p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms; "
+            "stallprobe meanwhile: %d stalls >= 2 ms (max %.1f ms), %d of "
+            "them in one 4 ms phase of the 100 ms cycle" %
+            (name, f["p50_ms"], f["p99_ms"], f["p999_ms"], f["max_ms"],
+             f.get("stalls_2ms", 0), f.get("stall_max_ms", 0),
+             f.get("stalls_at_phase", 0)))
     res["latency"] = out
 
 
@@ -875,12 +918,18 @@ def table(res):
                         "%d of %d" % (st["stalls_2ms"], st["max_ms"],
                                       st["over_10ms_in_stall"],
                                       st["over_10ms"]))
+            if st.get("stall_phase_ms") is not None:
+                rows.append("    %d of the stalls end at %d-%d ms of each "
+                            "100 ms (periodic)" %
+                            (st["stalls_at_phase"], st["stall_phase_ms"],
+                             st["stall_phase_ms"] + 3))
         for name in ("floor_before", "floor_after"):
             if name in la:
                 f = la[name]
                 rows.append("  machine floor (%s): p50 %.2f ms  p99 %.2f ms"
-                            "  max %.2f ms" % (name.split("_")[1], f["p50_ms"],
-                                               f["p99_ms"], f["max_ms"]))
+                            "  max %.2f ms  (stalls >= 2 ms: %d)" %
+                            (name.split("_")[1], f["p50_ms"], f["p99_ms"],
+                             f["max_ms"], f.get("stalls_2ms", 0)))
     if "memory" in res:
         mm = res["memory"]
         rows.append("peak RSS idle, 10k objects: %.1f MB (target <= 10 MB: "

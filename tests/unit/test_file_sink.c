@@ -2,17 +2,21 @@
  * test_file_sink.c - the file sink through its ops table: events become
  * lines, every token is acknowledged once after the write, and with
  * drop_cache the durable pages leave the page cache (mincore) while
- * drop_cache = false keeps them. No network, no sleeps.
+ * drop_cache = false keeps them; sync_interval_ms holds a batch back until
+ * the interval since the last fsync is over (flush does not wait). No
+ * network, no sleeps.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <libconfig.h>
@@ -202,6 +206,73 @@ static void test_drop_cache(void)
     write_events(conf, path, 0);
 }
 
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Submit line n and poll once; returns what poll_acks said. */
+static int one_event(void *s, int n)
+{
+    static char lines[8][32];
+    int len = snprintf(lines[n], sizeof(lines[n]), "{\"n\":%d}\n", n);
+    struct kwb_sink_event ev = {
+        .json = lines[n], .json_len = (size_t)len - 1, .type = "ADDED"};
+
+    CHECK_EQ_INT(kwb_sink_file.submit(s, &ev, (uint64_t)n), 0);
+    return kwb_sink_file.poll_acks(s, 0);
+}
+
+/* sync_interval_ms: a batch ready sooner than that after the last fsync
+ * began waits (no ack yet); flush writes it at once. 0: no wait. */
+static void test_sync_interval(void)
+{
+    config_t cfg;
+    char conf[512], path[128], err[256] = "";
+    void *s;
+
+    snprintf(path, sizeof(path), "%s/interval.jsonl", dir);
+    snprintf(conf, sizeof(conf),
+             "s = { type = \"file\"; path = \"%s\"; sync_interval_ms = "
+             "1000; };",
+             path);
+    s = make_sink(&cfg, conf, err, sizeof(err));
+    CHECK(s != NULL);
+    if (s) {
+        CHECK_EQ_INT(kwb_sink_file.start(s), 0);
+        n_acked = 0;
+        CHECK_EQ_INT(one_event(s, 1), 1); /* the first one at once */
+        CHECK_EQ_INT(one_event(s, 2), 0); /* within the second: waits */
+        CHECK_EQ_INT(kwb_sink_file.poll_acks(s, 0), 0);
+        CHECK_EQ_INT(n_acked, 1);
+        CHECK_EQ_INT(kwb_sink_file.flush(s, now_ms() + 5000), 0);
+        CHECK_EQ_INT(n_acked, 2);
+        CHECK_EQ_INT(acked[1], 2);
+    }
+    kwb_sink_file.close(s);
+    config_destroy(&cfg);
+
+    snprintf(path, sizeof(path), "%s/nointerval.jsonl", dir);
+    snprintf(conf, sizeof(conf),
+             "s = { type = \"file\"; path = \"%s\"; sync_interval_ms = 0; "
+             "};",
+             path);
+    s = make_sink(&cfg, conf, err, sizeof(err));
+    CHECK(s != NULL);
+    if (s) {
+        CHECK_EQ_INT(kwb_sink_file.start(s), 0);
+        n_acked = 0;
+        CHECK_EQ_INT(one_event(s, 3), 1);
+        CHECK_EQ_INT(one_event(s, 4), 1);
+        CHECK_EQ_INT(n_acked, 2);
+    }
+    kwb_sink_file.close(s);
+    config_destroy(&cfg);
+}
+
 static void test_config_errors(void)
 {
     config_t cfg;
@@ -216,6 +287,15 @@ static void test_config_errors(void)
     CHECK(strstr(err, "'drop_cache' must be true or false") != NULL);
     kwb_sink_file.close(s);
     config_destroy(&cfg);
+
+    s = make_sink(&cfg,
+                  "s = { type = \"file\"; path = \"/x\"; "
+                  "sync_interval_ms = -1; };",
+                  err, sizeof(err));
+    CHECK(s == NULL);
+    CHECK(strstr(err, "'sync_interval_ms' must be 0..1000") != NULL);
+    kwb_sink_file.close(s);
+    config_destroy(&cfg);
 }
 
 int main(void)
@@ -228,6 +308,7 @@ int main(void)
         return 1;
     }
     test_drop_cache();
+    test_sync_interval();
     test_config_errors();
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
     if (system(cmd) != 0) {
