@@ -339,13 +339,19 @@ def summarize(runs):
             "cpu_s_per_100k_min": min(cpu), "runs": runs}
 
 
-def agent_run(a, kind, n, sinks=None, sink="file", preload=None, env=None,
-              rate=None, profile=None):
-    d = fresh(a.tmp, "agent-%s" % kind)
+def agent_env(a, env=None):
+    """env plus every --agent-env KEY=VALUE, for each agent a run starts."""
     env = dict(env or {})
     for kv in a.agent_env:
         k, _, v = kv.partition("=")
         env[k] = v
+    return env
+
+
+def agent_run(a, kind, n, sinks=None, sink="file", preload=None, env=None,
+              rate=None, profile=None):
+    d = fresh(a.tmp, "agent-%s" % kind)
+    env = agent_env(a, env)
     sd = Streamd(a.build, d, kind=kind, count=n, gate=True, rate=rate)
     ag = None
     try:
@@ -724,7 +730,7 @@ def bench_memory(a, res):
                  rate=5)
     ag = None
     try:
-        ag = Agent(a.build, d, sd.url, "pods")
+        ag = Agent(a.build, d, sd.url, "pods", env=agent_env(a))
         peak = AnonPeak(ag.pid)
         ag.wait_ready()
         ag.wait_acked(10000)
@@ -766,7 +772,8 @@ def bench_relist(a, res):
     sd = Streamd(a.build, d, kind="pods", list=n, gate=True)
     ag = None
     try:
-        ag = Agent(a.build, d, sd.url, "pods", initial="skip")
+        ag = Agent(a.build, d, sd.url, "pods", initial="skip",
+                   env=agent_env(a))
         t0 = time.monotonic()
         ag.wait_ready(timeout=300)
         first = time.monotonic() - t0
