@@ -31,8 +31,9 @@ struct xfer {
     struct kwb_kube_resp *r;
     size_t max_body;
     int streaming;
-    int whole;    /* kwb_kube_request: every status collected, max_body */
-    int bad_type; /* a 200 answer that is not JSON: refused */
+    int whole;     /* kwb_kube_request: every status collected, max_body */
+    int bad_type;  /* a 200 answer that is not JSON: refused */
+    int body_seen; /* status and type of this answer checked (on_write) */
     kwb_kube_data_fn on_data;
     void *opaque;
     int64_t last_byte_ms;
@@ -236,12 +237,18 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *opaque)
     long status = 0;
 
     x->last_byte_ms = mono_ms();
-    curl_easy_getinfo(x->k->easy, CURLINFO_RESPONSE_CODE, &status);
-    x->r->status = status;
-    if (status == 200 && !x->whole && !json_type(x->r->content_type)) {
-        x->bad_type = 1;
-        return CURL_WRITEFUNC_ERROR;
+    /* Status and Content-Type are known once the body starts: checked at
+     * its first chunk, not at every one (a watch gets a chunk per event). */
+    if (!x->body_seen) {
+        curl_easy_getinfo(x->k->easy, CURLINFO_RESPONSE_CODE, &status);
+        x->r->status = status;
+        if (status == 200 && !x->whole && !json_type(x->r->content_type)) {
+            x->bad_type = 1;
+            return CURL_WRITEFUNC_ERROR;
+        }
+        x->body_seen = 1;
     }
+    status = x->r->status;
     if (x->streaming && status == 200) {
         if (x->on_data(x->opaque, data, len) != 0) {
             x->r->aborted = 1;
@@ -270,6 +277,7 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *opaque)
     if (len > 5 && strncmp(data, "HTTP/", 5) == 0) {
         /* A new answer (after a proxy's CONNECT or a 100 Continue). */
         x->r->content_type[0] = '\0';
+        x->body_seen = 0;
     } else if (len > 13 && strncasecmp(data, "Content-Type:", 13) == 0) {
         const char *v = data + 13;
         size_t n = len - 13, j = 0;
