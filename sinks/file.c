@@ -11,9 +11,9 @@
  * interval; events that come sooner go into the next one. Syncing as soon
  * as each fsync returned (~2.5k fsyncs/s at 10k events/s) made the
  * benchmark machine's hypervisor stop the whole VM for ~8 ms every 100 ms,
- * which set the p99 (12-14 ms); one per ms (~900/s) the stalls were gone:
- * p99 4.1-4.6 ms, p50 0.6 -> 1.7 ms, a third less CPU (BENCHMARKS.md,
- * Latency). 0: sync as soon as a batch is ready.
+ * which set the p99 (10-13 ms); one per ms (~900/s) the stalls were gone:
+ * p99 2.4-5.9 ms, p50 0.65 -> 1.05 ms, less CPU (BENCHMARKS.md, Latency).
+ * 0: sync as soon as a batch is ready.
  *
  * Once a batch is durable its pages are clean and we never read them again:
  * drop_cache (default on with fsync) hands them back to the kernel with
