@@ -4,7 +4,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <malloc.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -15,6 +14,7 @@
 
 #include "check.h"
 #include "checkpoint.h"
+#include "malloc_probe.h"
 #include "store.h"
 
 static char dir[] = "/tmp/kwb-test-ckpt-XXXXXX";
@@ -50,30 +50,11 @@ static void write_file(const char *path, const char *p, size_t n)
     }
 }
 
-/* The probe block escapes through it, or the compiler may drop the
- * malloc/free pair. */
-static void *volatile probe_keep;
-
-/* glibc's allocator, whose thresholds are probed (not a sanitizer's). */
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define GLIBC_MALLOC 0
-#else
-#define GLIBC_MALLOC 1
-#endif
-
 /* In a thread of its own (a fresh malloc arena, no free space to serve it
- * from): is a block of *arg bytes an mmap of its own, i.e. at or above
- * glibc's mmap threshold? */
+ * from): is a block of *arg bytes an mmap of its own? */
 static void *probe_mmapped(void *arg)
 {
-    size_t before = mallinfo2().hblks;
-    char *p = malloc(*(const size_t *)arg);
-    intptr_t mapped;
-
-    probe_keep = p;
-    mapped = p && mallinfo2().hblks == before + 1;
-    free(p);
-    return (void *)mapped;
+    return (void *)(intptr_t)malloc_is_mmapped(*(const size_t *)arg);
 }
 
 /*

@@ -5,7 +5,6 @@
  */
 #include <ctype.h>
 #include <errno.h>
-#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +13,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "malloc_probe.h"
 #include "sink.h"
 
 static int passed, failed;
@@ -866,17 +866,6 @@ static void test_read_sizes(void)
     free(text);
 }
 
-/* The probe block escapes through it, or the compiler may drop the
- * malloc/free pair. */
-static void *volatile probe_keep;
-
-/* glibc's allocator, whose thresholds are probed (not a sanitizer's). */
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define GLIBC_MALLOC 0
-#else
-#define GLIBC_MALLOC 1
-#endif
-
 /*
  * Loading leaves glibc's malloc thresholds alone: freeing a 16 MiB buffer
  * raised the mmap threshold to 16 MiB (and the trim threshold to 32 MiB)
@@ -889,20 +878,13 @@ static void test_load_keeps_malloc_thresholds(void)
     struct kwb_config cfg;
     char err[512];
     const char *path = write_file("min.conf", VALID);
-    size_t before;
-    char *p;
 
     CHECK_EQ_INT(kwb_config_load(&cfg, path, err, sizeof(err)), 0);
     kwb_config_free(&cfg);
     if (!GLIBC_MALLOC) {
         return;
     }
-    before = mallinfo2().hblks;
-    p = malloc((size_t)4 << 20);
-    probe_keep = p;
-    CHECK(p != NULL);
-    CHECK_EQ_INT(mallinfo2().hblks, before + 1);
-    free(p);
+    CHECK(malloc_is_mmapped((size_t)4 << 20));
 }
 
 static void test_dump(void)
