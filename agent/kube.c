@@ -16,6 +16,7 @@
 
 #include "kubeconfig.h"
 #include "log.h"
+#include "metrics.h"
 
 #define ERROR_BODY_MAX (64 * 1024)
 
@@ -36,18 +37,8 @@ struct xfer {
     int body_seen; /* status and type of this answer checked (on_write) */
     kwb_kube_data_fn on_data;
     void *opaque;
-    int64_t last_byte_ms;
+    int64_t last_byte_ms; /* kwb_now_coarse_ms: stall detection (seconds) */
 };
-
-/* Only for stall detection (seconds): the coarse clock (kernel tick
- * resolution) is enough, and on_write reads it for every chunk. */
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 void kwb_kube_resp_drop_body(struct kwb_kube_resp *r)
 {
@@ -236,7 +227,7 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *opaque)
     size_t len = size * nmemb;
     long status = 0;
 
-    x->last_byte_ms = mono_ms();
+    x->last_byte_ms = kwb_now_coarse_ms();
     /* Status and Content-Type are known once the body starts: checked at
      * its first chunk, not at every one (a watch gets a chunk per event). */
     if (!x->body_seen) {
@@ -273,7 +264,7 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *opaque)
     struct xfer *x = opaque;
     size_t len = size * nmemb;
 
-    x->last_byte_ms = mono_ms();
+    x->last_byte_ms = kwb_now_coarse_ms();
     if (len > 5 && strncmp(data, "HTTP/", 5) == 0) {
         /* A new answer (after a proxy's CONNECT or a 100 Continue). */
         x->r->content_type[0] = '\0';
@@ -400,17 +391,17 @@ static int run(struct kwb_kube *k, struct xfer *x, kwb_kube_idle_fn on_idle,
     CURLcode code = CURLE_OK;
 
     curl_multi_add_handle(k->multi, k->easy);
-    x->last_byte_ms = mono_ms();
+    x->last_byte_ms = kwb_now_coarse_ms();
     while (running) {
         if (curl_multi_perform(k->multi, &running) != CURLM_OK) {
             code = CURLE_FAILED_INIT;
             break;
         }
         if (on_idle) {
-            int64_t t0 = mono_ms();
+            int64_t t0 = kwb_now_coarse_ms();
             int stop_now = on_idle(opaque) != 0;
             /* Blocked on the pipeline (backpressure) is not silence. */
-            x->last_byte_ms += mono_ms() - t0;
+            x->last_byte_ms += kwb_now_coarse_ms() - t0;
             if (stop_now) {
                 x->r->aborted = 1;
                 break;
@@ -425,7 +416,8 @@ static int run(struct kwb_kube *k, struct xfer *x, kwb_kube_idle_fn on_idle,
         }
         /* Our own stall guard too: curl's low-speed check needs bytes to
          * average over, this one sees a silent socket. */
-        if (stall_s > 0 && mono_ms() - x->last_byte_ms > stall_s * 1000L) {
+        if (stall_s > 0 &&
+            kwb_now_coarse_ms() - x->last_byte_ms > stall_s * 1000L) {
             x->r->stalled = 1;
             break;
         }
