@@ -24,8 +24,8 @@ import subprocess
 import sys
 import time
 
-from kwb import (BINARY, MULT, TestCase, key, main, metric, pod, wait_for,
-                 watch_conf)
+from kwb import (BINARY, MULT, TestCase, key, main, metric, pod, read_one,
+                 wait_for, watch_conf)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import kafka_util as ku  # noqa: E402
@@ -98,11 +98,7 @@ class KafkaAgent(TestCase):
         return evs
 
     def dead_letters(self):
-        try:
-            with open(self.dead_letter) as f:
-                return [json.loads(line) for line in f if line.strip()]
-        except FileNotFoundError:
-            return []
+        return read_one(self.dead_letter)
 
     def make_changes(self, prefix, n, patch=0, delete=0):
         """n creates, then patches and deletes of the first ones. Returns

@@ -10,10 +10,9 @@ in kwb_sink_retries_total.
 The receiver (webhook_receiver.Receiver, max_body) answers 413 to any body
 of more than N bytes."""
 
-import json
 import os
 
-from kwb import TestCase, metric, pod, wait_for
+from kwb import TestCase, metric, pod, read_one, wait_for
 from webhook_receiver import Receiver, make_certs
 from webhook_testlib import (WebhookTest, delivered, events_of, run_driver,
                              seqs, sink_config)
@@ -266,11 +265,7 @@ class TestWebhook413Agent(TestCase):
         super().tearDown()
 
     def dead_letters(self):
-        try:
-            with open(self.dead_letter) as f:
-                return [json.loads(line) for line in f if line.strip()]
-        except FileNotFoundError:
-            return []
+        return read_one(self.dead_letter)
 
     def test_split_dead_letter_and_order(self):
         sink = {"type": "webhook", "url": self.rx.url,

@@ -8,7 +8,7 @@ retried until a 2xx and then everything is delivered once."""
 import json
 import os
 
-from kwb import TestCase, main, metric, pod, wait_for, key
+from kwb import TestCase, main, metric, pod, read_one, wait_for, key
 from webhook_receiver import Receiver, make_certs
 from webhook_testlib import delivered, events_of
 
@@ -59,11 +59,7 @@ class WebhookAgent(TestCase):
         return delivered(self.rx.requests())
 
     def dead_letters(self):
-        try:
-            with open(self.dead_letter) as f:
-                return [json.loads(line) for line in f if line.strip()]
-        except FileNotFoundError:
-            return []
+        return read_one(self.dead_letter)
 
     def assert_no_secrets_logged(self, agent):
         log = agent.log()
