@@ -226,24 +226,34 @@ static int one_event(void *s, int n)
     return kwb_sink_file.poll_acks(s, 0);
 }
 
+/* A started file sink at dir/file with `extra` settings; acks counted
+ * from zero. */
+static void *start_sink(config_t *cfg, const char *file, const char *extra)
+{
+    char conf[512], path[128], err[256] = "";
+    void *s;
+
+    snprintf(path, sizeof(path), "%s/%s", dir, file);
+    snprintf(conf, sizeof(conf), "s = { type = \"file\"; path = \"%s\"; %s };",
+             path, extra);
+    s = make_sink(cfg, conf, err, sizeof(err));
+    CHECK(s != NULL);
+    if (s) {
+        CHECK_EQ_INT(kwb_sink_file.start(s), 0);
+        n_acked = 0;
+    }
+    return s;
+}
+
 /* sync_interval_ms: a batch ready sooner than that after the last fsync
  * began waits (no ack yet); flush writes it at once. 0: no wait. */
 static void test_sync_interval(void)
 {
     config_t cfg;
-    char conf[512], path[128], err[256] = "";
     void *s;
 
-    snprintf(path, sizeof(path), "%s/interval.jsonl", dir);
-    snprintf(conf, sizeof(conf),
-             "s = { type = \"file\"; path = \"%s\"; sync_interval_ms = "
-             "1000; };",
-             path);
-    s = make_sink(&cfg, conf, err, sizeof(err));
-    CHECK(s != NULL);
+    s = start_sink(&cfg, "interval.jsonl", "sync_interval_ms = 1000;");
     if (s) {
-        CHECK_EQ_INT(kwb_sink_file.start(s), 0);
-        n_acked = 0;
         CHECK_EQ_INT(one_event(s, 1), 1); /* the first one at once */
         CHECK_EQ_INT(one_event(s, 2), 0); /* within the second: waits */
         CHECK_EQ_INT(kwb_sink_file.poll_acks(s, 0), 0);
@@ -255,16 +265,8 @@ static void test_sync_interval(void)
     kwb_sink_file.close(s);
     config_destroy(&cfg);
 
-    snprintf(path, sizeof(path), "%s/nointerval.jsonl", dir);
-    snprintf(conf, sizeof(conf),
-             "s = { type = \"file\"; path = \"%s\"; sync_interval_ms = 0; "
-             "};",
-             path);
-    s = make_sink(&cfg, conf, err, sizeof(err));
-    CHECK(s != NULL);
+    s = start_sink(&cfg, "nointerval.jsonl", "sync_interval_ms = 0;");
     if (s) {
-        CHECK_EQ_INT(kwb_sink_file.start(s), 0);
-        n_acked = 0;
         CHECK_EQ_INT(one_event(s, 3), 1);
         CHECK_EQ_INT(one_event(s, 4), 1);
         CHECK_EQ_INT(n_acked, 2);
